@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/rampartgw/rampart/detections"
+)
+
+// Event types: stable names, shared by log lines, the event stream and the
+// admin API.
+const (
+	EventRequestBlocked    = "request_blocked"
+	EventWouldBlock        = "would_block"
+	EventClientBlocklisted = "client_blocklisted"
+	EventClientUnbanned    = "client_unbanned"
+	EventDetectionFailed   = "detection_failed"
+)
+
+// Event is one security event. The same fields make the log line and the
+// stream entry.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"`
+	RequestID string    `json:"request_id,omitempty"`
+	Client    string    `json:"client,omitempty"`
+	ClientIP  string    `json:"client_ip,omitempty"`
+	Detection string    `json:"detection,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Rule      string    `json:"rule,omitempty"`
+	Location  string    `json:"location,omitempty"`
+	Mode      string    `json:"mode,omitempty"`
+	Method    string    `json:"method,omitempty"`
+	Route     string    `json:"route,omitempty"`
+	Status    int       `json:"status,omitempty"`
+	BanFor    string    `json:"ban_for,omitempty"`
+	Score     int       `json:"score,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Replica   string    `json:"replica,omitempty"`
+}
+
+// EventSink receives events; Emit must never block (the stream writer
+// buffers and drops, counting drops, when full).
+type EventSink interface {
+	Emit(Event)
+}
+
+// Attrs returns the event as log attributes, same names as the JSON.
+func (e *Event) Attrs() []slog.Attr {
+	a := make([]slog.Attr, 0, 16)
+	add := func(k, v string) {
+		if v != "" {
+			a = append(a, slog.String(k, v))
+		}
+	}
+	add("request_id", e.RequestID)
+	add("client", e.Client)
+	add("client_ip", e.ClientIP)
+	add("detection", e.Detection)
+	add("reason", e.Reason)
+	add("rule", e.Rule)
+	add("location", e.Location)
+	add("mode", e.Mode)
+	add("method", e.Method)
+	add("route", e.Route)
+	if e.Status != 0 {
+		a = append(a, slog.Int("status", e.Status))
+	}
+	add("ban_for", e.BanFor)
+	if e.Score != 0 {
+		a = append(a, slog.Int("score", e.Score))
+	}
+	add("error", e.Error)
+	add("replica", e.Replica)
+	return a
+}
+
+// route returns a loggable route: the path without the query, capped, with
+// control characters replaced, so a hostile path cannot forge log lines.
+func route(p string) string {
+	const max = 256
+	if len(p) > max {
+		p = p[:max]
+	}
+	if strings.IndexFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		p = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return '?'
+			}
+			return r
+		}, p)
+	}
+	return p
+}
+
+// recorder turns decisions into log lines, events and metrics. It is the
+// chain's detections.Recorder.
+type recorder struct {
+	log     *slog.Logger
+	m       *Metrics
+	sink    EventSink
+	replica string
+}
+
+func (rc *recorder) newEvent(typ string, r *detections.Request) Event {
+	ev := Event{Time: time.Now().UTC(), Type: typ, Replica: rc.replica}
+	if r != nil {
+		ev.RequestID, ev.Client, ev.Method, ev.Route = r.ID, r.ClientKey, r.Method, route(r.Path)
+		if r.ClientIP.IsValid() {
+			ev.ClientIP = r.ClientIP.String()
+		}
+	}
+	return ev
+}
+
+func (rc *recorder) emit(ctx context.Context, level slog.Level, ev Event) {
+	rc.log.LogAttrs(ctx, level, ev.Type, ev.Attrs()...)
+	if rc.sink != nil {
+		rc.sink.Emit(ev)
+	}
+}
+
+// DetectionFailed implements detections.Recorder.
+func (rc *recorder) DetectionFailed(ctx context.Context, r *detections.Request, name string, err error, stack []byte) {
+	kind, level := "error", slog.LevelWarn
+	switch {
+	case stack != nil:
+		kind, level = "panic", slog.LevelError
+	case isStoreErr(err):
+		kind = "store"
+	}
+	rc.m.detectionErrors.WithLabelValues(name, kind).Inc()
+	ev := rc.newEvent(EventDetectionFailed, r)
+	ev.Detection, ev.Error, ev.Reason = name, err.Error(), kind
+	if stack != nil {
+		rc.log.LogAttrs(ctx, level, ev.Type, append(ev.Attrs(), slog.String("stack", string(stack)))...)
+		if rc.sink != nil {
+			rc.sink.Emit(ev)
+		}
+		return
+	}
+	rc.emit(ctx, level, ev)
+}
+
+// WouldBlock implements detections.Recorder.
+func (rc *recorder) WouldBlock(ctx context.Context, r *detections.Request, name string, v detections.Verdict) {
+	rc.m.decisions.WithLabelValues(name, detections.ModeMonitor.String(), "would_block").Inc()
+	ev := rc.newEvent(EventWouldBlock, r)
+	ev.Detection, ev.Reason, ev.Rule, ev.Location, ev.Score = name, v.Reason, v.Rule, v.Location, v.Score
+	ev.Mode = detections.ModeMonitor.String()
+	if v.BlockFor > 0 {
+		ev.BanFor = v.BlockFor.String()
+	}
+	rc.emit(ctx, slog.LevelInfo, ev)
+}
+
+// blocked records an enforced block by a detection.
+func (rc *recorder) blocked(ctx context.Context, r *detections.Request, d detections.Decision) {
+	rc.m.decisions.WithLabelValues(d.Detection, detections.ModeEnforce.String(), "block").Inc()
+	ev := rc.newEvent(EventRequestBlocked, r)
+	v := d.Verdict
+	ev.Detection, ev.Reason, ev.Rule, ev.Location, ev.Score = d.Detection, v.Reason, v.Rule, v.Location, v.Score
+	ev.Mode, ev.Status = detections.ModeEnforce.String(), d.Status
+	rc.emit(ctx, slog.LevelInfo, ev)
+}
+
+// banned records a client added to the blocklist.
+func (rc *recorder) banned(ctx context.Context, r *detections.Request, b detections.Ban) {
+	rc.m.bans.WithLabelValues(b.Detection).Inc()
+	ev := rc.newEvent(EventClientBlocklisted, r)
+	ev.Client, ev.Detection, ev.Reason = b.Client, b.Detection, b.Reason
+	ev.BanFor = b.TTL.Round(time.Second).String()
+	rc.emit(ctx, slog.LevelInfo, ev)
+}
+
+// unbanned records an operator lifting a ban.
+func (rc *recorder) unbanned(ctx context.Context, client, by string) {
+	ev := rc.newEvent(EventClientUnbanned, nil)
+	ev.Client, ev.Detection, ev.Reason = client, "admin", by
+	rc.emit(ctx, slog.LevelInfo, ev)
+}
+
+func isStoreErr(err error) bool { return err != nil && errors.Is(err, detections.ErrStore) }

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// breaker is a circuit breaker: after `threshold` consecutive failures it
+// opens for `cooldown`, during which calls fail at once (microseconds, not a
+// timeout). Then one probe call is let through: success closes the circuit,
+// failure reopens it.
+type breaker struct {
+	threshold int32
+	cooldown  time.Duration
+	onChange  func(open bool)
+
+	failures  atomic.Int32
+	openUntil atomic.Int64 // unix nanos; 0 when closed
+	probing   atomic.Bool
+	mu        sync.Mutex // serialises state changes (not the fast path)
+}
+
+func newBreaker(threshold int, cooldown time.Duration, onChange func(bool)) *breaker {
+	if threshold <= 0 {
+		threshold = 5
+	}
+	if cooldown <= 0 {
+		cooldown = time.Second
+	}
+	return &breaker{threshold: int32(threshold), cooldown: cooldown, onChange: onChange}
+}
+
+func (b *breaker) isOpen() bool { return b.openUntil.Load() != 0 }
+
+// allow reports whether a call may proceed.
+func (b *breaker) allow() bool {
+	until := b.openUntil.Load()
+	if until == 0 {
+		return true
+	}
+	if time.Now().UnixNano() < until {
+		return false
+	}
+	// Half-open: exactly one probe at a time.
+	return b.probing.CompareAndSwap(false, true)
+}
+
+func (b *breaker) success() {
+	if b.failures.Load() != 0 {
+		b.failures.Store(0)
+	}
+	if b.openUntil.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.openUntil.Load() != 0 {
+		b.openUntil.Store(0)
+		b.probing.Store(false)
+		if b.onChange != nil {
+			b.onChange(false)
+		}
+	}
+}
+
+func (b *breaker) failure() {
+	n := b.failures.Add(1)
+	if b.probing.Load() {
+		// The probe failed: stay open for another cooldown.
+		b.openUntil.Store(time.Now().Add(b.cooldown).UnixNano())
+		b.probing.Store(false)
+		return
+	}
+	if n < b.threshold || b.openUntil.Load() != 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.openUntil.Load() == 0 {
+		b.openUntil.Store(time.Now().Add(b.cooldown).UnixNano())
+		if b.onChange != nil {
+			b.onChange(true)
+		}
+	}
+}

@@ -1,0 +1,423 @@
+package store_test
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/go-redis/redis_rate/v10"
+
+	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/store"
+	"github.com/rampartgw/rampart/store/storetest"
+)
+
+// Store is every verb the gateway and the admin API use; both
+// implementations must behave the same.
+type Store interface {
+	Check(ctx context.Context, client string, q *detections.StateQuery) (detections.Check, error)
+	Incr(ctx context.Context, client string, window time.Duration) (int64, error)
+	Allow(ctx context.Context, key string, limit redis_rate.Limit) (*redis_rate.Result, error)
+	Ban(ctx context.Context, req detections.BanRequest) (detections.Ban, error)
+	Unban(ctx context.Context, client string) (bool, error)
+	GetBan(ctx context.Context, client string) (detections.Ban, bool, error)
+	BanCIDR(ctx context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (detections.Ban, error)
+	UnbanCIDR(ctx context.Context, prefix netip.Prefix) (bool, error)
+	ListCIDRBans(ctx context.Context) ([]detections.Ban, error)
+	ListBans(ctx context.Context, limit int) ([]detections.Ban, error)
+	SubscribeBans(ctx context.Context, fn func(detections.BanEvent))
+	Ping(ctx context.Context) error
+	Shared() bool
+}
+
+var (
+	_ Store = (*store.Redis)(nil)
+	_ Store = (*store.Memory)(nil)
+)
+
+func TestContractMemory(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	cfg := store.DefaultMemoryConfig()
+	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := store.NewMemory(cfg)
+	testStore(t, s, func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() })
+}
+
+func TestContractMiniredis(t *testing.T) {
+	s, mr := storetest.New(t)
+	now := time.Now()
+	mr.SetTime(now)
+	testStore(t, s, func(d time.Duration) {
+		now = now.Add(d)
+		mr.SetTime(now)
+		mr.FastForward(d)
+	})
+}
+
+func TestContractRealRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real redis contract runs in the full suite")
+	}
+	srv := storetest.Real(t)
+	s := storetest.NewOn(t, srv.Addr)
+	testStore(t, s, func(d time.Duration) { time.Sleep(d) })
+	t.Run("every key has a TTL", func(t *testing.T) {
+		c := srv.Client()
+		keys, err := c.Keys(t.Context(), "gw:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 0 {
+			t.Fatal("no keys written")
+		}
+		for _, k := range keys {
+			if ttl := c.PTTL(t.Context(), k).Val(); ttl <= 0 {
+				t.Errorf("%s has no TTL (%v)", k, ttl)
+			}
+		}
+	})
+}
+
+// near asserts a duration within tolerance: real Redis time moves.
+func near(t *testing.T, what string, got, want, tol time.Duration) {
+	t.Helper()
+	if got < want-tol || got > want+tol {
+		t.Errorf("%s = %v, want %v ± %v", what, got, want, tol)
+	}
+}
+
+func testStore(t *testing.T, s Store, advance func(time.Duration)) {
+	ctx := context.Background()
+	const tol = 150 * time.Millisecond
+	limit := redis_rate.Limit{Rate: 5, Burst: 5, Period: time.Second}
+
+	t.Run("rate limit admits the burst then one per period/rate", func(t *testing.T) {
+		q := &detections.StateQuery{RateLimit: limit, BanAfter: 3}
+		for i := 0; i < 5; i++ {
+			c, err := s.Check(ctx, "192.0.2.1", q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.State.Rate.Allowed != 1 {
+				t.Fatalf("request %d refused", i+1)
+			}
+			if c.State.Rate.Remaining != 4-i {
+				t.Errorf("request %d: remaining %d, want %d", i+1, c.State.Rate.Remaining, 4-i)
+			}
+		}
+		c, err := s.Check(ctx, "192.0.2.1", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State.Rate.Allowed != 0 {
+			t.Fatal("6th request allowed")
+		}
+		near(t, "retry after", c.State.Rate.RetryAfter, 200*time.Millisecond, tol)
+		if c.State.Refused != 1 {
+			t.Errorf("refused = %d, want 1", c.State.Refused)
+		}
+		c, _ = s.Check(ctx, "192.0.2.1", q)
+		if c.State.Refused != 2 {
+			t.Errorf("refused = %d, want 2", c.State.Refused)
+		}
+		// Another client and another bucket are independent.
+		if c, _ := s.Check(ctx, "192.0.2.2", q); c.State.Rate.Allowed != 1 {
+			t.Error("other client refused")
+		}
+		rq := &detections.StateQuery{RateLimit: limit, RateKey: "login"}
+		if c, _ := s.Check(ctx, "192.0.2.1", rq); c.State.Rate.Allowed != 1 {
+			t.Error("other bucket refused")
+		}
+		advance(250 * time.Millisecond)
+		if c, _ := s.Check(ctx, "192.0.2.1", q); c.State.Rate.Allowed != 1 {
+			t.Error("not allowed again after one emission interval")
+		}
+		if c, _ := s.Check(ctx, "192.0.2.1", q); c.State.Rate.Allowed != 0 {
+			t.Error("second request after one interval allowed")
+		}
+	})
+
+	t.Run("allow uses the same limiter", func(t *testing.T) {
+		l := redis_rate.Limit{Rate: 2, Burst: 2, Period: time.Second}
+		for i, want := range []int{1, 1, 0} {
+			res, err := s.Allow(ctx, "fallback:198.51.100.1", l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Allowed != want {
+				t.Errorf("call %d: allowed %d, want %d", i+1, res.Allowed, want)
+			}
+		}
+	})
+
+	t.Run("invalid counter counts in a window", func(t *testing.T) {
+		client := "192.0.2.10"
+		q := &detections.StateQuery{InvalidWindow: time.Second, CountInvalid: true}
+		for i := int64(1); i <= 3; i++ {
+			c, err := s.Check(ctx, client, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.State.Invalid != i {
+				t.Fatalf("invalid = %d, want %d", c.State.Invalid, i)
+			}
+		}
+		n, err := s.Incr(ctx, client, time.Second)
+		if err != nil || n != 4 {
+			t.Fatalf("incr = %d, %v; want 4", n, err)
+		}
+		read := &detections.StateQuery{InvalidWindow: time.Second}
+		if c, _ := s.Check(ctx, client, read); c.State.Invalid != 4 {
+			t.Errorf("read invalid = %d, want 4", c.State.Invalid)
+		}
+		advance(1100 * time.Millisecond)
+		if c, _ := s.Check(ctx, client, read); c.State.Invalid != 0 {
+			t.Errorf("after window invalid = %d, want 0", c.State.Invalid)
+		}
+	})
+
+	t.Run("ban blocks, expires, escalates and can be lifted", func(t *testing.T) {
+		client := "2001:db8:1:2::/64"
+		req := detections.BanRequest{Client: client, Reason: "rate_limited", Detection: "rate_limit", Duration: 400 * time.Millisecond, Replica: "r1", Escalate: true}
+		b, err := s.Ban(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		near(t, "first ban", b.TTL, 400*time.Millisecond, tol)
+		if b.Count != 1 || b.Reason != "rate_limited" || b.Detection != "rate_limit" || b.Replica != "r1" {
+			t.Errorf("ban = %+v", b)
+		}
+		// Banning again while banned keeps the ban (no double escalation).
+		again, err := s.Ban(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Count != 1 || again.Until.Sub(b.Until).Abs() > 5*time.Millisecond {
+			t.Errorf("re-ban changed the ban: %+v vs %+v", again, b)
+		}
+		q := &detections.StateQuery{RateLimit: limit}
+		c, err := s.Check(ctx, client, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Ban == nil || c.Ban.Reason != "rate_limited" || c.Ban.Detection != "rate_limit" {
+			t.Fatalf("check while banned = %+v", c)
+		}
+		near(t, "ban ttl", c.Ban.TTL, 400*time.Millisecond, tol)
+		got, found, err := s.GetBan(ctx, client)
+		if err != nil || !found || got.Reason != "rate_limited" {
+			t.Errorf("get ban = %+v, %v, %v", got, found, err)
+		}
+		list, err := s.ListBans(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !containsBan(list, client) {
+			t.Errorf("list = %+v, want %s", list, client)
+		}
+		advance(500 * time.Millisecond)
+		c, _ = s.Check(ctx, client, q)
+		if c.Ban != nil {
+			t.Fatal("still banned after expiry")
+		}
+		if c.State.Rate.Allowed != 1 {
+			t.Error("banned period consumed tokens")
+		}
+		b2, err := s.Ban(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		near(t, "second ban (escalated x2)", b2.TTL, 800*time.Millisecond, tol)
+		if b2.Count != 2 {
+			t.Errorf("count = %d, want 2", b2.Count)
+		}
+		ok, err := s.Unban(ctx, client)
+		if err != nil || !ok {
+			t.Fatalf("unban = %v, %v", ok, err)
+		}
+		if ok, _ := s.Unban(ctx, client); ok {
+			t.Error("second unban reported a ban")
+		}
+		if c, _ := s.Check(ctx, client, q); c.Ban != nil {
+			t.Error("banned after unban")
+		}
+		if _, found, err := s.GetBan(ctx, client); found || err != nil {
+			t.Errorf("get after unban: found %v, %v", found, err)
+		}
+	})
+
+	t.Run("escalation is capped", func(t *testing.T) {
+		client := "192.0.2.77"
+		req := detections.BanRequest{Client: client, Reason: "x", Detection: "d", Duration: 10 * time.Hour, Escalate: true}
+		var last detections.Ban
+		for i := 0; i < 3; i++ {
+			b, err := s.Ban(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = b
+			if _, err := s.Unban(ctx, client); err != nil {
+				t.Fatal(err)
+			}
+		}
+		near(t, "capped ban", last.TTL, 24*time.Hour, time.Second)
+	})
+
+	t.Run("range bans", func(t *testing.T) {
+		p := netip.MustParsePrefix("203.0.113.0/24")
+		b, err := s.BanCIDR(ctx, p, time.Minute, "abuse", "ops")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !b.CIDR || b.Client != "203.0.113.0/24" {
+			t.Errorf("ban = %+v", b)
+		}
+		l, err := s.ListCIDRBans(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l) != 1 || l[0].Client != "203.0.113.0/24" || l[0].Reason != "abuse" {
+			t.Fatalf("list = %+v", l)
+		}
+		near(t, "range ban ttl", l[0].TTL, time.Minute, time.Second)
+		if ok, err := s.UnbanCIDR(ctx, p); !ok || err != nil {
+			t.Fatalf("unban = %v, %v", ok, err)
+		}
+		if l, _ := s.ListCIDRBans(ctx); len(l) != 0 {
+			t.Errorf("after unban: %+v", l)
+		}
+	})
+
+	t.Run("ban events reach subscribers", func(t *testing.T) {
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		events := make(chan detections.BanEvent, 16)
+		go s.SubscribeBans(sctx, func(ev detections.BanEvent) { events <- ev })
+		expect := func(want func(detections.BanEvent) bool, what string) {
+			t.Helper()
+			timeout := time.After(3 * time.Second)
+			for {
+				select {
+				case ev := <-events:
+					if want(ev) {
+						return
+					}
+				case <-timeout:
+					t.Fatalf("no %s event", what)
+				}
+			}
+		}
+		expect(func(ev detections.BanEvent) bool { return ev.Reset }, "reset")
+		if _, err := s.Ban(ctx, detections.BanRequest{Client: "192.0.2.99", Reason: "r", Detection: "d", Duration: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		expect(func(ev detections.BanEvent) bool { return ev.Client == "192.0.2.99" && !ev.Unban && !ev.Until.IsZero() }, "ban")
+		if _, err := s.Unban(ctx, "192.0.2.99"); err != nil {
+			t.Fatal(err)
+		}
+		expect(func(ev detections.BanEvent) bool { return ev.Client == "192.0.2.99" && ev.Unban }, "unban")
+	})
+}
+
+func containsBan(l []detections.Ban, client string) bool {
+	for _, b := range l {
+		if b.Client == client {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCheckMatchesRedisRate runs the same sequence through redis_rate's own
+// limiter and through the Check script on one server clock, and requires
+// identical decisions: the hot-path script is redis_rate's GCRA.
+func TestCheckMatchesRedisRate(t *testing.T) {
+	s, mr := storetest.New(t)
+	rl := redis_rate.NewLimiter(s.Client())
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	mr.SetTime(now)
+	limit := redis_rate.Limit{Rate: 3, Burst: 4, Period: time.Second}
+	steps := []time.Duration{0, 0, 0, 0, 0, 100, 250, 10, 333, 0, 0, 1000, 0, 0, 0, 0, 0}
+	for i, step := range steps {
+		now = now.Add(step * time.Millisecond)
+		mr.SetTime(now)
+		mr.FastForward(step * time.Millisecond)
+		want, err := rl.Allow(t.Context(), "ref", limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Check(t.Context(), "192.0.2.5", &detections.StateQuery{RateLimit: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := got.State.Rate
+		if g.Allowed != want.Allowed || g.Remaining != want.Remaining ||
+			(g.RetryAfter-want.RetryAfter).Abs() > time.Millisecond || (g.ResetAfter-want.ResetAfter).Abs() > time.Millisecond {
+			t.Errorf("step %d: check %+v, redis_rate %+v", i, g, *want)
+		}
+	}
+}
+
+// TestOutageFailsFastAndRecovers drives the breaker with miniredis errors.
+func TestOutageFailsFastAndRecovers(t *testing.T) {
+	s, mr := storetest.New(t)
+	q := &detections.StateQuery{RateLimit: redis_rate.PerMinute(100)}
+	if _, err := s.Check(t.Context(), "192.0.2.1", q); err != nil {
+		t.Fatal(err)
+	}
+	mr.Close() // Redis goes away.
+	var failures int
+	for i := 0; i < 20; i++ {
+		_, err := s.Check(t.Context(), "192.0.2.1", q)
+		if err == nil {
+			t.Fatal("check succeeded with redis down")
+		}
+		if !errorsIsStore(err) {
+			t.Fatalf("error %v does not wrap detections.ErrStore", err)
+		}
+		failures++
+	}
+	if !s.BreakerOpen() {
+		t.Fatal("breaker still closed after 20 failures")
+	}
+	start := time.Now()
+	for i := 0; i < 1000; i++ {
+		_, _ = s.Check(t.Context(), "192.0.2.1", q)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("1000 checks with an open breaker took %v", d)
+	}
+	if err := mr.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := s.Check(t.Context(), "192.0.2.1", q); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("store did not recover after redis came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s.BreakerOpen() {
+		t.Error("breaker open after recovery")
+	}
+}
+
+func TestScriptErrorDoesNotOpenBreaker(t *testing.T) {
+	s, mr := storetest.New(t)
+	mr.SetError("ERR something odd")
+	for i := 0; i < 10; i++ {
+		_, _ = s.Check(t.Context(), "192.0.2.1", &detections.StateQuery{})
+	}
+	if s.BreakerOpen() {
+		t.Error("a server error reply opened the breaker")
+	}
+	mr.SetError("")
+	var _ = miniredis.Miniredis{}
+}

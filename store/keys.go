@@ -1,0 +1,99 @@
+package store
+
+// The Redis key schema. This file is the only place key names are built.
+//
+// Per-client keys put the client key in a hash tag ({...}) so every key that
+// one Lua script touches for a client lands in the same Cluster slot. Names
+// stay readable for operators using redis-cli:
+//
+//	<prefix>ban:{<client>}          hash    active ban: reason, detection, first_seen,
+//	                                        last_seen, count, replica, until; TTL = ban left
+//	<prefix>offender:{<client>}     hash    ban history for escalation: strikes, first_seen;
+//	                                        TTL = escalation memory
+//	<prefix>rl:{<client>}           string  GCRA theoretical arrival time (default bucket)
+//	<prefix>rl:{<client>}:<route>   string  same, per-route bucket
+//	<prefix>rlx:{<client>}[:route]  string  refusals in the current period (hammering)
+//	<prefix>enum:{<client>}         string  invalid requests in the current window
+//	<prefix>bans                    zset    index of active bans: member client, score
+//	                                        = expiry (unix ms); pruned on every ban
+//	<prefix>cidrbans                zset    operator range bans: member CIDR, score = expiry
+//	<prefix>cidrbans:info           hash    CIDR -> "reason<TAB>replica<TAB>created_ms"
+//	<prefix>events                  stream  security events (see the events writer)
+//	<prefix>bans:events             channel pub/sub: ban and unban notifications
+//
+// <client> is an IPv4 address or an IPv6 prefix ("2001:db8:1:2::/64").
+
+// Keys builds key names under one prefix (default "gw:").
+type Keys struct {
+	prefix string
+}
+
+// NewKeys returns the schema under prefix.
+func NewKeys(prefix string) Keys { return Keys{prefix: prefix} }
+
+// Prefix returns the namespace prefix.
+func (k Keys) Prefix() string { return k.prefix }
+
+func (k Keys) tagged(kind, client string) string {
+	return k.prefix + kind + ":{" + client + "}"
+}
+
+// Ban is the active-ban hash of client.
+func (k Keys) Ban(client string) string { return k.tagged("ban", client) }
+
+// Offender is the ban-history hash of client.
+func (k Keys) Offender(client string) string { return k.tagged("offender", client) }
+
+// Rate is the GCRA key of client's bucket ("" for the default bucket).
+func (k Keys) Rate(client, bucket string) string {
+	if bucket == "" {
+		return k.tagged("rl", client)
+	}
+	return k.tagged("rl", client) + ":" + bucket
+}
+
+// Refused is the refusal counter of client's bucket.
+func (k Keys) Refused(client, bucket string) string {
+	if bucket == "" {
+		return k.tagged("rlx", client)
+	}
+	return k.tagged("rlx", client) + ":" + bucket
+}
+
+// Invalid is the enumeration counter of client.
+func (k Keys) Invalid(client string) string { return k.tagged("enum", client) }
+
+// BanIndex is the sorted set of active bans.
+func (k Keys) BanIndex() string { return k.prefix + "bans" }
+
+// CIDRBans is the sorted set of range bans.
+func (k Keys) CIDRBans() string { return k.prefix + "cidrbans" }
+
+// CIDRBanInfo is the hash describing range bans.
+func (k Keys) CIDRBanInfo() string { return k.prefix + "cidrbans:info" }
+
+// BanChannel is the pub/sub channel for ban and unban notifications.
+func (k Keys) BanChannel() string { return k.prefix + "bans:events" }
+
+// Events is the security-event stream.
+func (k Keys) Events() string { return k.prefix + "events" }
+
+// clientFromTagged extracts the client from a tagged key.
+func clientFromTagged(key string) string {
+	i := -1
+	for j := 0; j < len(key); j++ {
+		if key[j] == '{' {
+			i = j
+			break
+		}
+	}
+	if i < 0 {
+		return ""
+	}
+	for j := i + 1; j < len(key); j++ {
+		if key[j] == '}' {
+			return key[i+1 : j]
+		}
+	}
+	return ""
+}

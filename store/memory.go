@@ -1,0 +1,463 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"math"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+
+	"github.com/rampartgw/rampart/detections"
+)
+
+// MemoryConfig configures the in-process store.
+type MemoryConfig struct {
+	// MaxEntries caps the number of live keys (buckets, counters, bans);
+	// when full, expired entries go first, then arbitrary ones. Memory stays
+	// bounded whatever the number of distinct clients.
+	MaxEntries int
+	Escalation Escalation
+	Replica    string
+	// Now is the clock; nil uses time.Now. Tests drive it.
+	Now func() time.Time
+}
+
+// DefaultMemoryConfig caps the store at 200,000 entries (a few tens of MB).
+func DefaultMemoryConfig() MemoryConfig {
+	return MemoryConfig{MaxEntries: 200_000, Escalation: DefaultConfig().Escalation}
+}
+
+const memShards = 64
+
+// Memory is the embedded single-instance store: the same verbs and the same
+// semantics as Redis (the contract tests run against both), state not shared
+// between processes.
+type Memory struct {
+	cfg      MemoryConfig
+	keys     Keys
+	seed     maphash.Seed
+	shards   [memShards]memShard
+	perShard int
+
+	subMu sync.Mutex
+	subs  map[int]func(detections.BanEvent)
+	subN  int
+	cidr  map[string]detections.Ban
+}
+
+type memEntry struct {
+	expires time.Time // zero: no expiry
+	num     float64   // GCRA TAT (seconds) or counter
+	hash    map[string]string
+}
+
+type memShard struct {
+	mu sync.Mutex
+	m  map[string]*memEntry
+}
+
+// NewMemory returns an empty store.
+func NewMemory(cfg MemoryConfig) *Memory {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMemoryConfig().MaxEntries
+	}
+	if cfg.Escalation.Factor < 1 {
+		cfg.Escalation = DefaultConfig().Escalation
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Memory{cfg: cfg, keys: NewKeys("gw:"), seed: maphash.MakeSeed(), subs: map[int]func(detections.BanEvent){}}
+	s.perShard = max(cfg.MaxEntries/memShards, 1)
+	for i := range s.shards {
+		s.shards[i].m = map[string]*memEntry{}
+	}
+	return s
+}
+
+// Shared reports false: this state lives in one process only.
+func (s *Memory) Shared() bool { return false }
+
+// Healthy is always true.
+func (s *Memory) Healthy() bool { return true }
+
+// LastError is always "".
+func (s *Memory) LastError() string { return "" }
+
+// Ping always succeeds.
+func (s *Memory) Ping(context.Context) error { return nil }
+
+// Close does nothing.
+func (s *Memory) Close() error { return nil }
+
+// Len returns the number of live entries (for tests and metrics).
+func (s *Memory) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// shard returns the shard of a client: all of a client's keys live in one
+// shard, so one lock covers a whole Check, as one Lua script does in Redis.
+func (s *Memory) shard(client string) *memShard {
+	return &s.shards[maphash.String(s.seed, client)%memShards]
+}
+
+// get returns a live entry or nil, dropping an expired one.
+func (sh *memShard) get(key string, now time.Time) *memEntry {
+	e := sh.m[key]
+	if e != nil && !e.expires.IsZero() && !now.Before(e.expires) {
+		delete(sh.m, key)
+		return nil
+	}
+	return e
+}
+
+// put inserts or replaces key, evicting when the shard is full.
+func (sh *memShard) put(key string, e *memEntry, now time.Time, limit int) {
+	if _, ok := sh.m[key]; !ok && len(sh.m) >= limit {
+		evicted := 0
+		for k, old := range sh.m {
+			if !old.expires.IsZero() && !now.Before(old.expires) {
+				delete(sh.m, k)
+				evicted++
+			}
+			if evicted >= 8 {
+				break
+			}
+		}
+		if evicted == 0 {
+			for k := range sh.m { // map order is random: an arbitrary victim
+				delete(sh.m, k)
+				break
+			}
+		}
+	}
+	sh.m[key] = e
+}
+
+// gcra mirrors gcraLua exactly (same float arithmetic, same TTL rule).
+func gcra(e *memEntry, now float64, limit redis_rate.Limit) (res redis_rate.Result, newTAT float64, store bool) {
+	period := limit.Period.Seconds()
+	emission := period / float64(limit.Rate)
+	increment := emission
+	burstOffset := emission * float64(limit.Burst)
+	tat := now
+	if e != nil {
+		tat = e.num
+	}
+	tat = math.Max(tat, now)
+	newTAT = tat + increment
+	allowAt := newTAT - burstOffset
+	diff := now - allowAt
+	remaining := diff / emission
+	if remaining < 0 {
+		return redis_rate.Result{Limit: limit, RetryAfter: secondsDur(-diff), ResetAfter: secondsDur(tat - now)}, 0, false
+	}
+	return redis_rate.Result{Limit: limit, Allowed: 1, Remaining: int(remaining), RetryAfter: -1, ResetAfter: secondsDur(newTAT - now)}, newTAT, newTAT-now > 0
+}
+
+const jan2017 = 1483228800
+
+func epochSeconds(t time.Time) float64 {
+	return float64(t.Unix()-jan2017) + float64(t.Nanosecond()/1000)/1e6
+}
+
+// Check mirrors checkScript.
+func (s *Memory) Check(_ context.Context, client string, q *detections.StateQuery) (detections.Check, error) {
+	now := s.cfg.Now()
+	sh := s.shard(client)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if b := sh.get(s.keys.Ban(client), now); b != nil {
+		ban := banFromHash(client, b.hash, 0)
+		if !b.expires.IsZero() {
+			ban.TTL = b.expires.Sub(now)
+			ban.Until = b.expires
+		}
+		return detections.Check{Ban: &ban}, nil
+	}
+	var c detections.Check
+	if !q.RateLimit.IsZero() {
+		key := s.keys.Rate(client, q.RateKey)
+		e := sh.get(key, now)
+		res, tat, store := gcra(e, epochSeconds(now), q.RateLimit)
+		if store {
+			ttl := time.Duration(math.Ceil(res.ResetAfter.Seconds())) * time.Second
+			sh.put(key, &memEntry{num: tat, expires: now.Add(ttl)}, now, s.perShard)
+		}
+		c.State.Rate = res
+		if res.Allowed == 0 && q.BanAfter > 0 {
+			c.State.Refused = s.incrLocked(sh, s.keys.Refused(client, q.RateKey), q.RateLimit.Period, now)
+		}
+	}
+	if q.InvalidWindow > 0 {
+		key := s.keys.Invalid(client)
+		if q.CountInvalid {
+			c.State.Invalid = s.incrLocked(sh, key, q.InvalidWindow, now)
+		} else if e := sh.get(key, now); e != nil {
+			c.State.Invalid = int64(e.num)
+		}
+	}
+	return c, nil
+}
+
+func (s *Memory) incrLocked(sh *memShard, key string, window time.Duration, now time.Time) int64 {
+	e := sh.get(key, now)
+	if e == nil {
+		e = &memEntry{expires: now.Add(window)}
+		sh.put(key, e, now, s.perShard)
+	}
+	e.num++
+	return int64(e.num)
+}
+
+// Incr mirrors incrScript.
+func (s *Memory) Incr(_ context.Context, client string, window time.Duration) (int64, error) {
+	now := s.cfg.Now()
+	sh := s.shard(client)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return s.incrLocked(sh, s.keys.Invalid(client), window, now), nil
+}
+
+// Allow runs the GCRA limit for a logical key; it is also the rate_limit
+// detection's local fallback limiter.
+func (s *Memory) Allow(ctx context.Context, key string, limit redis_rate.Limit) (*redis_rate.Result, error) {
+	now := s.cfg.Now()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	k := s.keys.Rate(key, "")
+	res, tat, store := gcra(sh.get(k, now), epochSeconds(now), limit)
+	if store {
+		ttl := time.Duration(math.Ceil(res.ResetAfter.Seconds())) * time.Second
+		sh.put(k, &memEntry{num: tat, expires: now.Add(ttl)}, now, s.perShard)
+	}
+	return &res, nil
+}
+
+// Ban mirrors banScript.
+func (s *Memory) Ban(_ context.Context, req detections.BanRequest) (detections.Ban, error) {
+	if req.Duration <= 0 {
+		return detections.Ban{}, errors.New("ban: duration must be > 0")
+	}
+	now := s.cfg.Now()
+	sh := s.shard(req.Client)
+	sh.mu.Lock()
+	banKey := s.keys.Ban(req.Client)
+	if e := sh.get(banKey, now); e != nil {
+		e.hash["last_seen"] = msString(now)
+		b := banFromHash(req.Client, e.hash, 0)
+		if !e.expires.IsZero() {
+			b.TTL, b.Until = e.expires.Sub(now), e.expires
+		}
+		sh.mu.Unlock()
+		return b, nil
+	}
+	offKey := s.keys.Offender(req.Client)
+	off := sh.get(offKey, now)
+	if off == nil {
+		off = &memEntry{hash: map[string]string{"first_seen": msString(now)}}
+		sh.put(offKey, off, now, s.perShard)
+	}
+	off.num++
+	off.expires = now.Add(s.cfg.Escalation.Memory)
+	off.hash["strikes"] = itoa(int64(off.num))
+	dur := req.Duration
+	if req.Escalate {
+		esc := s.cfg.Escalation
+		f := float64(req.Duration) * math.Pow(esc.Factor, off.num-1)
+		limit := float64(max(esc.Max, req.Duration))
+		dur = time.Duration(math.Min(f, limit)).Truncate(time.Millisecond)
+	}
+	replica := req.Replica
+	if replica == "" {
+		replica = s.cfg.Replica
+	}
+	until := now.Add(dur)
+	h := map[string]string{
+		"reason": req.Reason, "detection": req.Detection, "replica": replica,
+		"first_seen": off.hash["first_seen"], "last_seen": msString(now),
+		"count": itoa(int64(off.num)), "until": msString(until),
+	}
+	sh.put(banKey, &memEntry{hash: h, expires: until}, now, s.perShard)
+	sh.mu.Unlock()
+	b := banFromHash(req.Client, h, 0)
+	b.TTL, b.Until, b.New = dur, until, true
+	s.publish(detections.BanEvent{Client: req.Client, Until: until})
+	return b, nil
+}
+
+// Unban removes a ban.
+func (s *Memory) Unban(_ context.Context, client string) (bool, error) {
+	now := s.cfg.Now()
+	sh := s.shard(client)
+	sh.mu.Lock()
+	existed := sh.get(s.keys.Ban(client), now) != nil
+	delete(sh.m, s.keys.Ban(client))
+	sh.mu.Unlock()
+	s.publish(detections.BanEvent{Client: client, Unban: true})
+	return existed, nil
+}
+
+// GetBan returns client's active ban; found is false when there is none.
+func (s *Memory) GetBan(_ context.Context, client string) (detections.Ban, bool, error) {
+	now := s.cfg.Now()
+	sh := s.shard(client)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.get(s.keys.Ban(client), now)
+	if e == nil {
+		return detections.Ban{}, false, nil
+	}
+	b := banFromHash(client, e.hash, 0)
+	b.TTL, b.Until = e.expires.Sub(now), e.expires
+	return b, true, nil
+}
+
+// BanCIDR bans a range.
+func (s *Memory) BanCIDR(_ context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (detections.Ban, error) {
+	if dur <= 0 {
+		return detections.Ban{}, errors.New("ban: duration must be > 0")
+	}
+	p := prefix.Masked().String()
+	now := s.cfg.Now()
+	b := detections.Ban{Client: p, CIDR: true, Reason: reason, Detection: "admin", Replica: replica,
+		FirstSeen: now, LastSeen: now, Until: now.Add(dur), TTL: dur, Count: 1, New: true}
+	s.subMu.Lock()
+	if s.cidr == nil {
+		s.cidr = map[string]detections.Ban{}
+	}
+	s.cidr[p] = b
+	s.subMu.Unlock()
+	s.publish(detections.BanEvent{Client: p, CIDR: true})
+	return b, nil
+}
+
+// UnbanCIDR lifts a range ban.
+func (s *Memory) UnbanCIDR(_ context.Context, prefix netip.Prefix) (bool, error) {
+	p := prefix.Masked().String()
+	s.subMu.Lock()
+	_, ok := s.cidr[p]
+	delete(s.cidr, p)
+	s.subMu.Unlock()
+	s.publish(detections.BanEvent{Client: p, CIDR: true})
+	return ok, nil
+}
+
+// ListCIDRBans returns the active range bans.
+func (s *Memory) ListCIDRBans(context.Context) ([]detections.Ban, error) {
+	now := s.cfg.Now()
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	var out []detections.Ban
+	for p, b := range s.cidr {
+		if !now.Before(b.Until) {
+			delete(s.cidr, p)
+			continue
+		}
+		b.TTL = b.Until.Sub(now)
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Client < out[j].Client })
+	return out, nil
+}
+
+// ListBans returns up to limit active bans, longest remaining first.
+func (s *Memory) ListBans(_ context.Context, limit int) ([]detections.Ban, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	now := s.cfg.Now()
+	var out []detections.Ban
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if len(k) < len(s.keys.prefix)+5 || k[:len(s.keys.prefix)+5] != s.keys.prefix+"ban:{" {
+				continue
+			}
+			if !e.expires.IsZero() && !now.Before(e.expires) {
+				continue
+			}
+			c := clientFromTagged(k)
+			b := banFromHash(c, e.hash, 0)
+			b.TTL, b.Until = e.expires.Sub(now), e.expires
+			out = append(out, b)
+		}
+		sh.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Until.After(out[j].Until) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Counters returns a client's counters.
+func (s *Memory) Counters(_ context.Context, client string) (map[string]string, error) {
+	now := s.cfg.Now()
+	sh := s.shard(client)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	out := map[string]string{}
+	for _, k := range []string{s.keys.Rate(client, ""), s.keys.Refused(client, ""), s.keys.Invalid(client)} {
+		if e := sh.get(k, now); e != nil {
+			out[k] = itoaF(e.num)
+		}
+	}
+	if e := sh.get(s.keys.Offender(client), now); e != nil {
+		out[s.keys.Offender(client)+" strikes"] = e.hash["strikes"]
+	}
+	return out, nil
+}
+
+// SubscribeBans delivers this process's ban events to fn until ctx ends.
+func (s *Memory) SubscribeBans(ctx context.Context, fn func(detections.BanEvent)) {
+	s.subMu.Lock()
+	id := s.subN
+	s.subN++
+	s.subs[id] = fn
+	s.subMu.Unlock()
+	fn(detections.BanEvent{Reset: true})
+	<-ctx.Done()
+	s.subMu.Lock()
+	delete(s.subs, id)
+	s.subMu.Unlock()
+}
+
+func (s *Memory) publish(ev detections.BanEvent) {
+	s.subMu.Lock()
+	fns := make([]func(detections.BanEvent), 0, len(s.subs))
+	for _, fn := range s.subs {
+		fns = append(fns, fn)
+	}
+	s.subMu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
+}
+
+func msString(t time.Time) string { return itoa(t.UnixMilli()) }
+
+func itoa(n int64) string {
+	return toString(n)
+}
+
+func itoaF(f float64) string {
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return itoa(int64(f))
+	}
+	return toString(f)
+}

@@ -1,0 +1,785 @@
+// Package store is the only code that talks to Redis. It exposes domain verbs
+// (Check, Ban, Unban, Incr, ...) over go-redis, keeps the key schema in
+// keys.go, hides redis.Nil, and owns client options: short per-call timeouts
+// and a circuit breaker, so a sick Redis costs a request milliseconds at
+// most, and a dead one microseconds.
+//
+// Memory implements the same verbs in process for a single instance without
+// Redis.
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rampartgw/rampart/detections"
+)
+
+// ErrUnavailable is returned while the circuit breaker is open. It wraps
+// detections.ErrStore, as does every error caused by Redis.
+var ErrUnavailable = fmt.Errorf("store: redis unavailable (circuit open): %w", detections.ErrStore)
+
+
+// Escalation makes repeat offenders' automatic bans longer: the n-th ban
+// within Memory lasts base × Factor^(n-1), capped at Max.
+type Escalation struct {
+	Factor float64       `yaml:"factor"`
+	Max    time.Duration `yaml:"max"`
+	Memory time.Duration `yaml:"memory"`
+}
+
+// Config configures the Redis store.
+type Config struct {
+	// URL is redis://[user:pass@]host:port/db or rediss:// for TLS. A
+	// master_name=<name> query parameter selects Sentinel (the host is a
+	// sentinel); extra addr=<host:port> parameters or Mode "cluster" select
+	// Redis Cluster.
+	URL string
+	// Mode is "auto" (from the URL), "single", "cluster" or "sentinel".
+	Mode string
+	// Prefix namespaces every key; default "gw:".
+	Prefix string
+	// Timeout bounds each Redis call (read and write); tens of milliseconds,
+	// so a sick Redis never stalls a request for long.
+	Timeout time.Duration
+	// DialTimeout bounds connecting.
+	DialTimeout time.Duration
+	// PoolSize is the connection pool size; 0 uses go-redis' default.
+	PoolSize int
+	// AutoPipeline batches concurrent hot-path calls into pipelines (one
+	// write and one read for many requests). Exact: every call is still its
+	// own atomic script.
+	AutoPipeline bool
+	// BreakerFailures consecutive failures open the circuit for
+	// BreakerCooldown; then one probe decides.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	// Escalation applies to automatic bans.
+	Escalation Escalation
+	// Replica names this instance in bans and events.
+	Replica string
+	// Logger receives connection-state changes.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		Mode:            "auto",
+		Prefix:          "gw:",
+		Timeout:         50 * time.Millisecond,
+		DialTimeout:     250 * time.Millisecond,
+		AutoPipeline:    true,
+		BreakerFailures: 5,
+		BreakerCooldown: time.Second,
+		Escalation:      Escalation{Factor: 2, Max: 24 * time.Hour, Memory: 7 * 24 * time.Hour},
+	}
+}
+
+// Validate reports every problem in c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("redis.timeout must be > 0"))
+	}
+	if c.Prefix == "" {
+		errs = append(errs, errors.New("redis.prefix must not be empty"))
+	}
+	switch c.Mode {
+	case "", "auto", "single", "cluster", "sentinel":
+	default:
+		errs = append(errs, fmt.Errorf("redis.mode: %q is not auto, single, cluster or sentinel", c.Mode))
+	}
+	if c.Escalation.Factor < 1 {
+		errs = append(errs, errors.New("bans.escalation.factor must be >= 1"))
+	}
+	if c.Escalation.Max <= 0 || c.Escalation.Memory <= 0 {
+		errs = append(errs, errors.New("bans.escalation.max and memory must be > 0"))
+	}
+	if c.BreakerFailures <= 0 || c.BreakerCooldown <= 0 {
+		errs = append(errs, errors.New("redis.breaker_failures and breaker_cooldown must be > 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// Redis is the shared store on Redis (one node, Sentinel or Cluster).
+type Redis struct {
+	cfg  Config
+	rdb  redis.UniversalClient
+	hot  redis.Scripter // autopipeliner or rdb
+	ap   *redis.AutoPipeliner
+	keys Keys
+	br   *breaker
+	log  *slog.Logger
+	// lastErr holds the last error seen, for /readyz.
+	lastErr atomic.Pointer[string]
+}
+
+// NewRedis builds the client. It does not connect: the gateway starts while
+// Redis is down and the breaker reports the state.
+func NewRedis(cfg Config) (*Redis, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rdb, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewRedisWithClient(cfg, rdb)
+}
+
+// NewRedisWithClient wraps an existing client (tests, or callers with their
+// own options).
+func NewRedisWithClient(cfg Config, rdb redis.UniversalClient) (*Redis, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Redis{cfg: cfg, rdb: rdb, hot: rdb, keys: NewKeys(cfg.Prefix), log: cfg.Logger}
+	s.br = newBreaker(cfg.BreakerFailures, cfg.BreakerCooldown, func(open bool) {
+		if open {
+			s.log.Warn("redis_circuit_open", slog.String("error", s.LastError()))
+		} else {
+			s.log.Info("redis_circuit_closed")
+		}
+	})
+	if cfg.AutoPipeline {
+		ap, err := rdb.AutoPipeline()
+		if err != nil {
+			return nil, fmt.Errorf("starting autopipeline: %w", err)
+		}
+		s.ap, s.hot = ap, ap
+	}
+	return s, nil
+}
+
+func newClient(cfg Config) (redis.UniversalClient, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("redis: empty URL")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing REDIS_URL: %w", redactURLError(err))
+	}
+	q := u.Query()
+	mode := cfg.Mode
+	if mode == "" || mode == "auto" {
+		switch {
+		case q.Has("master_name"):
+			mode = "sentinel"
+		case q.Has("addr"):
+			mode = "cluster"
+		default:
+			mode = "single"
+		}
+	}
+	switch mode {
+	case "sentinel":
+		o, err := redis.ParseFailoverURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parsing REDIS_URL: %w", redactURLError(err))
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = cfg.DialTimeout, cfg.Timeout, cfg.Timeout
+		o.ContextTimeoutEnabled, o.MaxRetries, o.PoolSize = true, -1, cfg.PoolSize
+		o.DialerRetries, o.DialerRetryTimeout = 1, 10*time.Millisecond
+		return redis.NewFailoverClient(o), nil
+	case "cluster":
+		o, err := redis.ParseClusterURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parsing REDIS_URL: %w", redactURLError(err))
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = cfg.DialTimeout, cfg.Timeout, cfg.Timeout
+		o.ContextTimeoutEnabled, o.MaxRedirects, o.PoolSize = true, 3, cfg.PoolSize
+		o.DialerRetries, o.DialerRetryTimeout = 1, 10*time.Millisecond
+		return redis.NewClusterClient(o), nil
+	default:
+		o, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parsing REDIS_URL: %w", redactURLError(err))
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = cfg.DialTimeout, cfg.Timeout, cfg.Timeout
+		o.ContextTimeoutEnabled, o.MaxRetries, o.PoolSize = true, -1, cfg.PoolSize
+		// Fail fast and let the breaker decide: go-redis would otherwise
+		// retry dials and commands for over a second per call.
+		o.DialerRetries, o.DialerRetryTimeout = 1, 10*time.Millisecond
+		if o.TLSConfig != nil && o.TLSConfig.MinVersion < tls.VersionTLS12 {
+			o.TLSConfig.MinVersion = tls.VersionTLS12
+		}
+		return redis.NewClient(o), nil
+	}
+}
+
+// redactURLError keeps a password in REDIS_URL out of error messages.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return errors.New(ue.Op + " REDIS_URL: " + ue.Err.Error())
+	}
+	return err
+}
+
+// Client returns the underlying client (events writer, admin tools).
+func (s *Redis) Client() redis.UniversalClient { return s.rdb }
+
+// Keys returns the key schema.
+func (s *Redis) Keys() Keys { return s.keys }
+
+// Close releases connections.
+func (s *Redis) Close() error {
+	if s.ap != nil {
+		_ = s.ap.Close()
+	}
+	return s.rdb.Close()
+}
+
+// Shared reports true: state in Redis is shared by every replica.
+func (s *Redis) Shared() bool { return true }
+
+// Healthy reports whether the circuit is closed.
+func (s *Redis) Healthy() bool { return !s.br.isOpen() }
+
+// LastError returns the last Redis error seen ("" if none).
+func (s *Redis) LastError() string {
+	if p := s.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// BreakerOpen reports whether calls are currently refused without trying.
+func (s *Redis) BreakerOpen() bool { return s.br.isOpen() }
+
+// storeError wraps a Redis failure so that errors.Is(err, detections.ErrStore)
+// holds while the cause stays visible.
+type storeError struct {
+	op  string
+	err error
+}
+
+func (e *storeError) Error() string   { return e.op + ": " + e.err.Error() }
+func (e *storeError) Unwrap() []error { return []error{detections.ErrStore, e.err} }
+
+// begin asks the breaker for permission.
+func (s *Redis) begin() error {
+	if !s.br.allow() {
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// end records the outcome of a call and wraps failures.
+func (s *Redis) end(op string, err error) error {
+	if err == nil || errors.Is(err, redis.Nil) {
+		s.br.success()
+		return nil
+	}
+	if isServerReply(err) {
+		// Redis answered (script error, wrong type): healthy transport.
+		s.br.success()
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	msg := err.Error()
+	s.lastErr.Store(&msg)
+	s.br.failure()
+	return &storeError{op: op, err: err}
+}
+
+// isServerReply reports errors that Redis itself returned (the connection
+// is fine), as opposed to timeouts and connection failures.
+func isServerReply(err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) {
+		msg := re.Error()
+		// LOADING, READONLY, CLUSTERDOWN, MASTERDOWN mean "not serving".
+		for _, p := range []string{"LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "BUSY"} {
+			if strings.HasPrefix(msg, p) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Ping checks connectivity; used by the health loop and /readyz.
+func (s *Redis) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout*4)
+	defer cancel()
+	err := s.rdb.Ping(ctx).Err()
+	if err == nil {
+		s.br.success()
+		return nil
+	}
+	return s.end("ping", err)
+}
+
+// Check is the hot path: blocklist lookup, rate limit and enumeration
+// counter for one request, in one round trip.
+func (s *Redis) Check(ctx context.Context, client string, q *detections.StateQuery) (detections.Check, error) {
+	if err := s.begin(); err != nil {
+		return detections.Check{}, err
+	}
+	keys := []string{s.keys.Ban(client), s.keys.Rate(client, q.RateKey), s.keys.Refused(client, q.RateKey), s.keys.Invalid(client)}
+	doRL, countRefused, countInvalid := "0", "0", "0"
+	if !q.RateLimit.IsZero() {
+		doRL = "1"
+		if q.BanAfter > 0 {
+			countRefused = "1"
+		}
+	}
+	if q.CountInvalid {
+		countInvalid = "1"
+	}
+	v, err := checkScript.Run(ctx, s.hot, keys,
+		q.RateLimit.Burst, q.RateLimit.Rate, q.RateLimit.Period.Seconds(), doRL, countRefused,
+		q.InvalidWindow.Milliseconds(), countInvalid).Slice()
+	if err = s.end("check", err); err != nil {
+		return detections.Check{}, err
+	}
+	return parseCheck(client, q, v)
+}
+
+func parseCheck(client string, q *detections.StateQuery, v []any) (detections.Check, error) {
+	if len(v) < 7 {
+		return detections.Check{}, fmt.Errorf("check: unexpected reply of %d elements", len(v))
+	}
+	if toInt(v[0]) == 1 {
+		ttl := time.Duration(toInt(v[1])) * time.Millisecond
+		b := &detections.Ban{
+			Client:    client,
+			Reason:    toString(v[2]),
+			Detection: toString(v[3]),
+			Count:     toInt(v[4]),
+			FirstSeen: time.UnixMilli(toInt(v[5])),
+			Replica:   toString(v[6]),
+			TTL:       ttl,
+		}
+		if ttl < 0 { // a ban without TTL, set by hand: permanent
+			b.TTL = 0
+		} else {
+			b.Until = time.Now().Add(ttl)
+		}
+		return detections.Check{Ban: b}, nil
+	}
+	var c detections.Check
+	if !q.RateLimit.IsZero() {
+		retry, err1 := strconv.ParseFloat(toString(v[3]), 64)
+		reset, err2 := strconv.ParseFloat(toString(v[4]), 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return c, fmt.Errorf("check: parsing rate-limit reply: %w", err)
+		}
+		c.State.Rate = redis_rate.Result{
+			Limit:      q.RateLimit,
+			Allowed:    int(toInt(v[1])),
+			Remaining:  int(toInt(v[2])),
+			RetryAfter: secondsDur(retry),
+			ResetAfter: secondsDur(reset),
+		}
+	}
+	c.State.Refused = toInt(v[5])
+	c.State.Invalid = toInt(v[6])
+	return c, nil
+}
+
+// secondsDur mirrors redis_rate's conversion: -1 means "not applicable".
+func secondsDur(f float64) time.Duration {
+	if f == -1 {
+		return -1
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func toInt(v any) int64 {
+	switch t := v.(type) {
+	case int64:
+		return t
+	case string:
+		n, _ := strconv.ParseInt(t, 10, 64)
+		return n
+	case float64:
+		return int64(t)
+	}
+	return 0
+}
+
+func toString(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case int64:
+		return strconv.FormatInt(t, 10)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+// Incr counts an invalid request for client in a fixed window shared by
+// every replica (the enumeration counter).
+func (s *Redis) Incr(ctx context.Context, client string, window time.Duration) (int64, error) {
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	n, err := incrScript.Run(ctx, s.hot, []string{s.keys.Invalid(client)}, window.Milliseconds()).Int64()
+	if err = s.end("incr", err); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Allow runs the shared GCRA limit for a logical key outside the hot path
+// (same script, same keys as Check).
+func (s *Redis) Allow(ctx context.Context, client string, limit redis_rate.Limit) (*redis_rate.Result, error) {
+	c, err := s.Check(ctx, client, &detections.StateQuery{RateLimit: limit})
+	if err != nil {
+		return nil, err
+	}
+	if c.Ban != nil {
+		return &redis_rate.Result{Limit: limit, RetryAfter: c.Ban.TTL, ResetAfter: c.Ban.TTL}, nil
+	}
+	return &c.State.Rate, nil
+}
+
+// Ban puts a client on the blocklist (escalating repeat offenders when
+// asked), indexes it and notifies every replica, in one pipelined round trip.
+// A client already banned keeps its current ban.
+func (s *Redis) Ban(ctx context.Context, req detections.BanRequest) (detections.Ban, error) {
+	if err := s.begin(); err != nil {
+		return detections.Ban{}, err
+	}
+	if req.Duration <= 0 {
+		return detections.Ban{}, errors.New("ban: duration must be > 0")
+	}
+	esc := s.cfg.Escalation
+	escalate := "0"
+	if req.Escalate {
+		escalate = "1"
+	}
+	replica := req.Replica
+	if replica == "" {
+		replica = s.cfg.Replica
+	}
+	maxMS := esc.Max.Milliseconds()
+	if req.Duration > esc.Max {
+		maxMS = req.Duration.Milliseconds()
+	}
+	v, err := banScript.Run(ctx, s.rdb, []string{s.keys.Ban(req.Client), s.keys.Offender(req.Client)},
+		req.Reason, req.Detection, replica, req.Duration.Milliseconds(), escalate,
+		esc.Factor, maxMS, esc.Memory.Milliseconds()).Slice()
+	if err = s.end("ban", err); err != nil {
+		return detections.Ban{}, err
+	}
+	if len(v) < 9 {
+		return detections.Ban{}, fmt.Errorf("ban: unexpected reply of %d elements", len(v))
+	}
+	b := detections.Ban{
+		Client:    req.Client,
+		TTL:       time.Duration(toInt(v[1])) * time.Millisecond,
+		FirstSeen: time.UnixMilli(toInt(v[2])),
+		Count:     toInt(v[3]),
+		Until:     time.UnixMilli(toInt(v[4])),
+		Reason:    toString(v[5]),
+		Detection: toString(v[6]),
+		Replica:   toString(v[7]),
+		LastSeen:  time.UnixMilli(toInt(v[8])),
+		New:       toInt(v[0]) == 1,
+	}
+	if b.New {
+		pipe := s.rdb.Pipeline()
+		indexScript.Run(ctx, pipe, []string{s.keys.BanIndex()}, req.Client, b.Until.UnixMilli())
+		pipe.Publish(ctx, s.keys.BanChannel(), encodeBanEvent(detections.BanEvent{Client: req.Client, Until: b.Until}))
+		_, err := pipe.Exec(ctx)
+		if errors.Is(err, redis.Nil) || isNoScript(err) {
+			// EVALSHA in a pipeline cannot fall back to EVAL; load and retry once.
+			err = indexScript.Load(ctx, s.rdb).Err()
+			if err == nil {
+				err = indexScript.Run(ctx, s.rdb, []string{s.keys.BanIndex()}, req.Client, b.Until.UnixMilli()).Err()
+			}
+		}
+		if err = s.end("ban index", err); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// Unban removes a client's ban (its escalation history stays) and notifies
+// every replica. It reports whether a ban existed.
+func (s *Redis) Unban(ctx context.Context, client string) (bool, error) {
+	if err := s.begin(); err != nil {
+		return false, err
+	}
+	pipe := s.rdb.Pipeline()
+	del := pipe.Del(ctx, s.keys.Ban(client))
+	pipe.ZRem(ctx, s.keys.BanIndex(), client)
+	pipe.Publish(ctx, s.keys.BanChannel(), encodeBanEvent(detections.BanEvent{Client: client, Unban: true}))
+	_, err := pipe.Exec(ctx)
+	if err = s.end("unban", err); err != nil {
+		return false, err
+	}
+	return del.Val() > 0, nil
+}
+
+// GetBan returns client's active ban; found is false when there is none.
+func (s *Redis) GetBan(ctx context.Context, client string) (b detections.Ban, found bool, err error) {
+	if err := s.begin(); err != nil {
+		return detections.Ban{}, false, err
+	}
+	pipe := s.rdb.Pipeline()
+	h := pipe.HGetAll(ctx, s.keys.Ban(client))
+	ttl := pipe.PTTL(ctx, s.keys.Ban(client))
+	_, err = pipe.Exec(ctx)
+	if err = s.end("get ban", err); err != nil {
+		return detections.Ban{}, false, err
+	}
+	if len(h.Val()) == 0 {
+		return detections.Ban{}, false, nil
+	}
+	return banFromHash(client, h.Val(), ttl.Val()), true, nil
+}
+
+func banFromHash(client string, h map[string]string, ttl time.Duration) detections.Ban {
+	ms := func(k string) time.Time {
+		n, _ := strconv.ParseInt(h[k], 10, 64)
+		if n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n)
+	}
+	count, _ := strconv.ParseInt(h["count"], 10, 64)
+	b := detections.Ban{
+		Client: client, Reason: h["reason"], Detection: h["detection"], Replica: h["replica"],
+		FirstSeen: ms("first_seen"), LastSeen: ms("last_seen"), Until: ms("until"), Count: count,
+	}
+	if ttl > 0 {
+		b.TTL = ttl
+		b.Until = time.Now().Add(ttl).Truncate(time.Millisecond)
+	}
+	return b
+}
+
+// ListBans returns up to limit active bans, soonest expiry last.
+func (s *Redis) ListBans(ctx context.Context, limit int) ([]detections.Ban, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	clients, err := s.rdb.ZRevRangeByScore(ctx, s.keys.BanIndex(), &redis.ZRangeBy{
+		Min: strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf", Count: int64(limit),
+	}).Result()
+	if err = s.end("list bans", err); err != nil {
+		return nil, err
+	}
+	if len(clients) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	hs := make([]*redis.MapStringStringCmd, len(clients))
+	ttls := make([]*redis.DurationCmd, len(clients))
+	for i, c := range clients {
+		hs[i] = pipe.HGetAll(ctx, s.keys.Ban(c))
+		ttls[i] = pipe.PTTL(ctx, s.keys.Ban(c))
+	}
+	_, err = pipe.Exec(ctx)
+	if err = s.end("list bans", err); err != nil {
+		return nil, err
+	}
+	out := make([]detections.Ban, 0, len(clients))
+	for i, c := range clients {
+		if len(hs[i].Val()) == 0 {
+			continue // unbanned or expired since the index was read
+		}
+		out = append(out, banFromHash(c, hs[i].Val(), ttls[i].Val()))
+	}
+	return out, nil
+}
+
+// Counters returns a client's shared counters, for operators.
+func (s *Redis) Counters(ctx context.Context, client string) (map[string]string, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	pipe := s.rdb.Pipeline()
+	names := []string{s.keys.Rate(client, ""), s.keys.Refused(client, ""), s.keys.Invalid(client)}
+	cmds := make([]*redis.StringCmd, len(names))
+	for i, k := range names {
+		cmds[i] = pipe.Get(ctx, k)
+	}
+	strikes := pipe.HGet(ctx, s.keys.Offender(client), "strikes")
+	_, err := pipe.Exec(ctx)
+	if err = s.end("counters", err); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for i, k := range names {
+		if v, err := cmds[i].Result(); err == nil {
+			out[k] = v
+		}
+	}
+	if v, err := strikes.Result(); err == nil {
+		out[s.keys.Offender(client)+" strikes"] = v
+	}
+	return out, nil
+}
+
+// SubscribeBans delivers ban and unban notifications from every replica to
+// fn until ctx ends. After every (re)subscription it first delivers a Reset
+// event, because notifications sent while disconnected are lost.
+func (s *Redis) SubscribeBans(ctx context.Context, fn func(detections.BanEvent)) {
+	ps := s.rdb.Subscribe(ctx, s.keys.BanChannel())
+	defer ps.Close()
+	for ctx.Err() == nil {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// go-redis reconnects and resubscribes on the next Receive.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.BreakerCooldown):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				fn(detections.BanEvent{Reset: true})
+			}
+		case *redis.Message:
+			if ev, ok := decodeBanEvent(m.Payload); ok {
+				fn(ev)
+			}
+		}
+	}
+}
+
+// BanCIDR bans a whole range (operator action). Range bans are few; every
+// replica keeps them in memory and reloads them when notified.
+func (s *Redis) BanCIDR(ctx context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (detections.Ban, error) {
+	if err := s.begin(); err != nil {
+		return detections.Ban{}, err
+	}
+	if dur <= 0 {
+		return detections.Ban{}, errors.New("ban: duration must be > 0")
+	}
+	p := prefix.Masked().String()
+	now := time.Now()
+	until := now.Add(dur)
+	pipe := s.rdb.Pipeline()
+	pipe.ZAdd(ctx, s.keys.CIDRBans(), redis.Z{Score: float64(until.UnixMilli()), Member: p})
+	pipe.ZRemRangeByScore(ctx, s.keys.CIDRBans(), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
+	pipe.HSet(ctx, s.keys.CIDRBanInfo(), p, reason+"\t"+replica+"\t"+strconv.FormatInt(now.UnixMilli(), 10))
+	ttl := pipe.PTTL(ctx, s.keys.CIDRBans())
+	pipe.Publish(ctx, s.keys.BanChannel(), "cidr "+p)
+	_, err := pipe.Exec(ctx)
+	if err = s.end("ban cidr", err); err != nil {
+		return detections.Ban{}, err
+	}
+	// Keep both keys alive as long as the longest range ban.
+	if ttl.Val() < dur {
+		pipe := s.rdb.Pipeline()
+		pipe.PExpire(ctx, s.keys.CIDRBans(), dur)
+		pipe.PExpire(ctx, s.keys.CIDRBanInfo(), dur)
+		if _, err := pipe.Exec(ctx); s.end("ban cidr", err) != nil {
+			return detections.Ban{}, s.end("ban cidr", err)
+		}
+	}
+	return detections.Ban{Client: p, CIDR: true, Reason: reason, Detection: "admin", Replica: replica,
+		FirstSeen: now, LastSeen: now, Until: until, TTL: dur, Count: 1, New: true}, nil
+}
+
+// UnbanCIDR lifts a range ban.
+func (s *Redis) UnbanCIDR(ctx context.Context, prefix netip.Prefix) (bool, error) {
+	if err := s.begin(); err != nil {
+		return false, err
+	}
+	p := prefix.Masked().String()
+	pipe := s.rdb.Pipeline()
+	n := pipe.ZRem(ctx, s.keys.CIDRBans(), p)
+	pipe.HDel(ctx, s.keys.CIDRBanInfo(), p)
+	pipe.Publish(ctx, s.keys.BanChannel(), "cidr "+p)
+	_, err := pipe.Exec(ctx)
+	if err = s.end("unban cidr", err); err != nil {
+		return false, err
+	}
+	return n.Val() > 0, nil
+}
+
+// ListCIDRBans returns the active range bans.
+func (s *Redis) ListCIDRBans(ctx context.Context) ([]detections.Ban, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	pipe := s.rdb.Pipeline()
+	zs := pipe.ZRangeByScoreWithScores(ctx, s.keys.CIDRBans(), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"})
+	info := pipe.HGetAll(ctx, s.keys.CIDRBanInfo())
+	_, err := pipe.Exec(ctx)
+	if err = s.end("list cidr bans", err); err != nil {
+		return nil, err
+	}
+	out := make([]detections.Ban, 0, len(zs.Val()))
+	for _, z := range zs.Val() {
+		p, _ := z.Member.(string)
+		until := time.UnixMilli(int64(z.Score))
+		out = append(out, cidrBan(p, until, info.Val()[p], now))
+	}
+	return out, nil
+}
+
+func cidrBan(p string, until time.Time, info string, now time.Time) detections.Ban {
+	f := strings.SplitN(info, "\t", 3)
+	b := detections.Ban{Client: p, CIDR: true, Detection: "admin", Until: until, TTL: until.Sub(now), Count: 1}
+	if len(f) == 3 {
+		ms, _ := strconv.ParseInt(f[2], 10, 64)
+		b.Reason, b.Replica, b.FirstSeen = f[0], f[1], time.UnixMilli(ms)
+		b.LastSeen = b.FirstSeen
+	}
+	return b
+}
+
+// encodeBanEvent writes "ban <client> <until_ms>" or "unban <client>"; a
+// tiny format keeps redis-cli SUBSCRIBE output readable.
+func encodeBanEvent(ev detections.BanEvent) string {
+	if ev.Unban {
+		return "unban " + ev.Client
+	}
+	return "ban " + ev.Client + " " + strconv.FormatInt(ev.Until.UnixMilli(), 10)
+}
+
+func decodeBanEvent(s string) (detections.BanEvent, bool) {
+	f := strings.Fields(s)
+	switch {
+	case len(f) == 2 && f[0] == "unban":
+		return detections.BanEvent{Client: f[1], Unban: true}, true
+	case len(f) == 2 && f[0] == "cidr":
+		return detections.BanEvent{Client: f[1], CIDR: true}, true
+	case len(f) == 3 && f[0] == "ban":
+		ms, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil || ms <= 0 || ms > math.MaxInt64/2 {
+			return detections.BanEvent{}, false
+		}
+		return detections.BanEvent{Client: f[1], Until: time.UnixMilli(ms)}, true
+	}
+	return detections.BanEvent{}, false
+}

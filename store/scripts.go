@@ -1,0 +1,153 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// gcraLua is the GCRA of github.com/go-redis/redis_rate/v10 (allowN), itself
+// from rwz/redis-gcra (MIT, Copyright (c) 2017 Pavel Pravosud), kept line for
+// line so decisions are identical to redis_rate's (TestCheckMatchesRedisRate
+// compares them). It reads the Redis server clock, never a replica's.
+const gcraLua = `
+local emission_interval = period / rate
+local increment = emission_interval * cost
+local burst_offset = emission_interval * burst
+
+local jan_1_2017 = 1483228800
+local now = redis.call("TIME")
+now = (now[1] - jan_1_2017) + (now[2] / 1000000)
+
+local tat = redis.call("GET", rate_limit_key)
+
+if not tat then
+  tat = now
+else
+  tat = tonumber(tat)
+end
+
+tat = math.max(tat, now)
+
+local new_tat = tat + increment
+local allow_at = new_tat - burst_offset
+
+local diff = now - allow_at
+local remaining = diff / emission_interval
+
+if remaining < 0 then
+  local reset_after = tat - now
+  local retry_after = diff * -1
+  rl = {0, 0, tostring(retry_after), tostring(reset_after)}
+else
+  local reset_after = new_tat - now
+  if reset_after > 0 then
+    redis.call("SET", rate_limit_key, new_tat, "EX", math.ceil(reset_after))
+  end
+  rl = {cost, remaining, tostring(-1), tostring(reset_after)}
+end
+`
+
+// checkScript is the hot path: one round trip per request answers "is this
+// client banned?" and, if not, runs the rate limit and reads (or bumps) the
+// enumeration counter. A banned client consumes no tokens.
+//
+// KEYS: ban, rl, rlx, enum (one hash tag: same Cluster slot).
+// ARGV: burst, rate, period (s), do_rl (0|1), count_refused (0|1),
+// enum_window_ms (0: skip), count_invalid (0|1).
+var checkScript = redis.NewScript(`
+local ttl = redis.call("PTTL", KEYS[1])
+if ttl > 0 or ttl == -1 then
+  local f = redis.call("HMGET", KEYS[1], "reason", "detection", "count", "first_seen", "replica")
+  return {1, ttl, f[1] or "", f[2] or "", f[3] or "0", f[4] or "0", f[5] or ""}
+end
+
+local rl = {1, 0, "-1", "0"}
+local refused = 0
+if ARGV[4] == "1" then
+  local rate_limit_key = KEYS[2]
+  local burst = tonumber(ARGV[1])
+  local rate = tonumber(ARGV[2])
+  local period = tonumber(ARGV[3])
+  local cost = 1
+` + gcraLua + `
+  if rl[1] == 0 and ARGV[5] == "1" then
+    refused = redis.call("INCR", KEYS[3])
+    if refused == 1 then
+      redis.call("PEXPIRE", KEYS[3], math.ceil(period * 1000))
+    end
+  end
+end
+
+local invalid = 0
+local window = tonumber(ARGV[6])
+if window > 0 then
+  if ARGV[7] == "1" then
+    invalid = redis.call("INCR", KEYS[4])
+    if invalid == 1 then
+      redis.call("PEXPIRE", KEYS[4], window)
+    end
+  else
+    invalid = tonumber(redis.call("GET", KEYS[4]) or "0")
+  end
+end
+
+return {0, rl[1], rl[2], rl[3], rl[4], refused, invalid}
+`)
+
+// incrScript counts in a fixed window: the TTL is set by the increment that
+// creates the key, in the same round trip.
+//
+// KEYS: counter. ARGV: window_ms.
+var incrScript = redis.NewScript(`
+local n = redis.call("INCR", KEYS[1])
+if n == 1 or redis.call("PTTL", KEYS[1]) < 0 then
+  redis.call("PEXPIRE", KEYS[1], ARGV[1])
+end
+return n
+`)
+
+// banScript records a ban. A client already banned keeps its ban (only
+// last_seen moves), so two replicas banning at once do not escalate twice.
+//
+// KEYS: ban, offender. ARGV: reason, detection, replica, base_ms,
+// escalate (0|1), factor, max_ms, memory_ms.
+// Returns: {new (0|1), ttl_ms, first_seen_ms, count, until_ms, reason,
+// detection, replica, now_ms}.
+var banScript = redis.NewScript(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = redis.call("PTTL", KEYS[1])
+if ttl > 0 then
+  redis.call("HSET", KEYS[1], "last_seen", now)
+  local f = redis.call("HMGET", KEYS[1], "first_seen", "count", "until", "reason", "detection", "replica")
+  return {0, ttl, f[1] or "0", f[2] or "0", f[3] or "0", f[4] or "", f[5] or "", f[6] or "", now}
+end
+local strikes = redis.call("HINCRBY", KEYS[2], "strikes", 1)
+redis.call("HSETNX", KEYS[2], "first_seen", now)
+redis.call("PEXPIRE", KEYS[2], ARGV[8])
+local first = redis.call("HGET", KEYS[2], "first_seen")
+local dur = tonumber(ARGV[4])
+if ARGV[5] == "1" then
+  dur = dur * math.pow(tonumber(ARGV[6]), strikes - 1)
+  dur = math.min(dur, tonumber(ARGV[7]))
+end
+dur = math.floor(dur)
+local expires = now + dur
+redis.call("HSET", KEYS[1], "reason", ARGV[1], "detection", ARGV[2], "replica", ARGV[3],
+  "first_seen", first, "last_seen", now, "count", strikes, "until", expires)
+redis.call("PEXPIRE", KEYS[1], dur)
+return {1, dur, first, strikes, expires, ARGV[1], ARGV[2], ARGV[3], now}
+`)
+
+// indexScript adds a ban to the index, prunes expired entries and keeps the
+// index's TTL at least as long as its longest ban.
+//
+// KEYS: index. ARGV: client, until_ms.
+var indexScript = redis.NewScript(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call("ZADD", KEYS[1], ARGV[2], ARGV[1])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
+local left = tonumber(ARGV[2]) - now
+if redis.call("PTTL", KEYS[1]) < left then
+  redis.call("PEXPIRE", KEYS[1], left)
+end
+return 1
+`)
