@@ -246,18 +246,18 @@ func (g *Gateway) cacheBan(client string, b banEntry) {
 // exchange is the per-request state, pooled: the request view, the body
 // buffer, and what the proxy learns from the upstream.
 type exchange struct {
-	r        detections.Request
-	state    detections.ClientState
-	body     bytes.Buffer
-	reader   bodyReader
-	trusted  bool // the peer is a trusted proxy
+	r       detections.Request
+	state   detections.ClientState
+	body    bytes.Buffer
+	reader  bodyReader
+	trusted bool // the peer is a trusted proxy
 	// cachedRefusal: the shared state came from the local refusal cache.
 	cachedRefusal bool
-	status   int  // upstream status, 0 if none
-	header   http.Header
-	upErr    error
-	upStart  time.Time
-	upLatency time.Duration
+	status        int // upstream status, 0 if none
+	header        http.Header
+	upErr         error
+	upStart       time.Time
+	upLatency     time.Duration
 }
 
 type bodyReader struct{ bytes.Reader }
@@ -285,12 +285,12 @@ func (ex *exchange) reset() {
 
 // Canned answers. A block never says which detection fired.
 var (
-	bodyDenied      = []byte(`{"error":"Access Denied"}` + "\n")
-	statusBodies    = map[int][]byte{}
-	statusBodiesMu  sync.RWMutex
-	headerJSON      = []string{"application/json"}
-	headerNoSniff   = []string{"nosniff"}
-	headerNoStore   = []string{"no-store"}
+	bodyDenied     = []byte(`{"error":"Access Denied"}` + "\n")
+	statusBodies   = map[int][]byte{}
+	statusBodiesMu sync.RWMutex
+	headerJSON     = []string{"application/json"}
+	headerNoSniff  = []string{"nosniff"}
+	headerNoStore  = []string{"no-store"}
 )
 
 func errorBody(status int) []byte {
@@ -618,4 +618,3 @@ func validRequestID(s string) bool {
 	}
 	return true
 }
-

@@ -32,7 +32,6 @@ import (
 // detections.ErrStore, as does every error caused by Redis.
 var ErrUnavailable = fmt.Errorf("store: redis unavailable (circuit open): %w", detections.ErrStore)
 
-
 // Escalation makes repeat offenders' automatic bans longer: the n-th ban
 // within Memory lasts base × Factor^(n-1), capped at Max.
 type Escalation struct {

@@ -19,8 +19,12 @@ func specs(d deps) []config.Spec {
 	return []config.Spec{
 		config.Detection("ip", detections.IPConfig{}, ctor(detections.NewIP)),
 		config.Detection("user_agent", detections.DefaultUserAgentConfig(), ctor(detections.NewUserAgent)),
-		config.Detection("rate_limit", detections.DefaultRateLimitConfig(), ctor(func(c detections.RateLimitConfig) (*detections.RateLimit, error) { return detections.NewRateLimit(c, d.fallback) })),
-		config.Detection("enumeration", detections.DefaultEnumerationConfig(), ctor(func(c detections.EnumerationConfig) (*detections.Enumeration, error) { return detections.NewEnumeration(c, d.counter) })),
+		config.Detection("rate_limit", detections.DefaultRateLimitConfig(), ctor(func(c detections.RateLimitConfig) (*detections.RateLimit, error) {
+			return detections.NewRateLimit(c, d.fallback)
+		})),
+		config.Detection("enumeration", detections.DefaultEnumerationConfig(), ctor(func(c detections.EnumerationConfig) (*detections.Enumeration, error) {
+			return detections.NewEnumeration(c, d.counter)
+		})),
 		config.Detection("payload", payload.DefaultConfig(), ctor(payload.New)),
 	}
 }
