@@ -644,6 +644,9 @@ func (s *Redis) Counters(ctx context.Context, client string) (map[string]string,
 // event, because notifications sent while disconnected are lost.
 func (s *Redis) SubscribeBans(ctx context.Context, fn func(detections.BanEvent)) {
 	ps := s.rdb.Subscribe(ctx, s.keys.BanChannel())
+	// Receive does not return on cancellation alone; closing does.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
 	defer ps.Close()
 	for ctx.Err() == nil {
 		msg, err := ps.Receive(ctx)

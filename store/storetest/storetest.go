@@ -198,6 +198,31 @@ func CommandCalls(t testing.TB, c *redis.Client, cmd string) int64 {
 	return 0
 }
 
+// CommandStats returns the calls of every command from INFO commandstats,
+// keyed by lower-case name. Commands that Lua scripts run are counted too,
+// under their own names.
+func CommandStats(t testing.TB, c *redis.Client) map[string]int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+				out[name], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return out
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -220,3 +245,12 @@ func waitReady(addr string, d time.Duration) bool {
 	}
 	return false
 }
+
+func init() {
+	// go-redis logs dial failures to stderr; outage tests cause many.
+	redis.SetLogger(quietLogger{})
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
