@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// action runs a command whose flags are parsed; args are its positional
+// arguments, as many as command.args names.
+type action func(ctx context.Context, a *app, args []string) error
+
+// command is one gatewayctl command.
+type command struct {
+	name  string   // "bans add"
+	args  []string // positional arguments, e.g. CLIENT
+	flags string   // flags for the synopsis, e.g. "[-for 1h] [-reason TEXT]"
+	help  string
+	// setup defines the command's flags on fs and returns the action that
+	// reads them.
+	setup func(fs *flag.FlagSet) action
+}
+
+func (c *command) synopsis() string {
+	return strings.Join(strings.Fields(c.name+" "+strings.Join(c.args, " ")+" "+c.flags), " ")
+}
+
+// commands lists every command, in the order of the help text.
+var commands = []*command{
+	{name: "status", help: "Show the replica's status: store, circuit breaker, upstream and detection chain.", setup: statusCmd},
+	{name: "bans list", flags: "[-limit N]", help: "List active bans: CIDR ranges first, then clients, longest remaining first.", setup: bansListCmd},
+	{name: "bans get", args: []string{"CLIENT"}, help: "Show the active ban of CLIENT (an IP address, IPv6 meaning its /64, or a CIDR range).", setup: bansGetCmd},
+	{name: "bans add", args: []string{"CLIENT"}, flags: "[-for 1h] [-reason TEXT]", help: "Ban CLIENT (an IP address, IPv6 meaning its /64, or a CIDR range) on every replica.", setup: bansAddCmd},
+	{name: "bans rm", args: []string{"CLIENT"}, help: "Lift the ban of CLIENT. Exit status 3 if it was not banned.", setup: bansRmCmd},
+	{name: "events tail", flags: "[-client IP] [-detection NAME] [-type TYPE] [-since 15m] [-n 50] [-f]",
+		help: "Show recent security events, oldest first. With -f, keep polling every second and print\n" +
+			"new events as they arrive until interrupted (-o json: one JSON object per line).", setup: eventsTailCmd},
+	{name: "summary", flags: "[-window 1h] [-top 10]", help: "Count the events of the last window, and the clients and detections that blocked most.", setup: summaryCmd},
+	{name: "counters", args: []string{"CLIENT"}, help: "Show the live per-client counters the store keeps for CLIENT.", setup: countersCmd},
+}
+
+// lookup finds the command named by the first one or two words of args.
+func lookup(args []string) (*command, []string, error) {
+	group := false
+	for _, c := range commands {
+		first, second, sub := strings.Cut(c.name, " ")
+		if first != args[0] {
+			continue
+		}
+		if !sub {
+			return c, args[1:], nil
+		}
+		group = true
+		if len(args) > 1 && args[1] == second {
+			return c, args[2:], nil
+		}
+	}
+	if group {
+		var subs []string
+		for _, c := range commands {
+			if first, second, ok := strings.Cut(c.name, " "); ok && first == args[0] {
+				subs = append(subs, second)
+			}
+		}
+		if len(args) == 1 {
+			return nil, nil, usagef(nil, "%s: missing subcommand (%s)", args[0], strings.Join(subs, ", "))
+		}
+		return nil, nil, usagef(nil, "%s: unknown subcommand %q (want %s)", args[0], args[1], strings.Join(subs, ", "))
+	}
+	return nil, nil, usagef(nil, "unknown command %q", args[0])
+}
+
+func statusCmd(*flag.FlagSet) action {
+	return func(ctx context.Context, a *app, _ []string) error {
+		data, err := a.get(ctx, "/v1/status", nil)
+		if err != nil || a.json {
+			return a.result(data, err)
+		}
+		var s statusView
+		if err := decode(data, &s); err != nil {
+			return err
+		}
+		return writeStatus(a.stdout, &s)
+	}
+}
+
+func bansListCmd(fs *flag.FlagSet) action {
+	limit := fs.Int("limit", 1000, "show at most `N` client bans (1..100000; CIDR ranges are always shown)")
+	return func(ctx context.Context, a *app, _ []string) error {
+		if *limit < 1 || *limit > 100_000 {
+			return usagef(nil, "-limit %d: want 1..100000", *limit)
+		}
+		data, err := a.get(ctx, "/v1/bans", url.Values{"limit": {strconv.Itoa(*limit)}})
+		if err != nil || a.json {
+			return a.result(data, err)
+		}
+		var l struct {
+			Bans []banView `json:"bans"`
+		}
+		if err := decode(data, &l); err != nil {
+			return err
+		}
+		return writeBans(a.stdout, l.Bans)
+	}
+}
+
+func bansGetCmd(*flag.FlagSet) action {
+	return func(ctx context.Context, a *app, args []string) error {
+		client, err := clientArg(args[0])
+		if err != nil {
+			return err
+		}
+		return a.showBan(a.get(ctx, "/v1/bans", url.Values{"client": {client}}))
+	}
+}
+
+func bansAddCmd(fs *flag.FlagSet) action {
+	dur := fs.Duration("for", time.Hour, "ban `duration`, at most 8760h (a year)")
+	reason := fs.String("reason", "", "why, one line shown to other operators (default \"manual\")")
+	return func(ctx context.Context, a *app, args []string) error {
+		client, err := clientArg(args[0])
+		if err != nil {
+			return err
+		}
+		if *dur <= 0 || *dur > 365*24*time.Hour {
+			return usagef(nil, "-for %v: want a positive duration of at most 8760h", *dur)
+		}
+		body := map[string]string{"client": client, "duration": dur.String(), "reason": *reason}
+		data, err := a.call(ctx, http.MethodPost, "/v1/bans", nil, body)
+		if err == nil {
+			warnKept(a, data, *dur, *reason)
+		}
+		return a.showBan(data, err)
+	}
+}
+
+// warnKept warns when the gateway kept an existing ban instead of making
+// the one asked for. The API answers 201 either way: a client already
+// banned keeps its ban, duration and reason (so that replicas banning at
+// once do not escalate twice), and the answer does not say which happened.
+func warnKept(a *app, data []byte, dur time.Duration, reason string) {
+	var b banView
+	if decode(data, &b) != nil {
+		return
+	}
+	if reason == "" {
+		reason = "manual"
+	}
+	left := time.Duration(b.TTLSeconds) * time.Second
+	if b.Reason == strings.TrimSpace(reason) && (left-dur).Abs() <= 5*time.Second {
+		return
+	}
+	fmt.Fprintf(a.stderr, "gatewayctl: warning: %s was already banned; the gateway kept that ban (%s left, reason %q). Run 'gatewayctl bans rm %s' first to replace it.\n",
+		clean(b.Client, 0), timeLeft(&b), clean(b.Reason, 200), clean(b.Client, 0))
+}
+
+func (a *app) showBan(data []byte, err error) error {
+	if err != nil || a.json {
+		return a.result(data, err)
+	}
+	var b banView
+	if err := decode(data, &b); err != nil {
+		return err
+	}
+	return writeBan(a.stdout, &b)
+}
+
+func bansRmCmd(*flag.FlagSet) action {
+	return func(ctx context.Context, a *app, args []string) error {
+		client, err := clientArg(args[0])
+		if err != nil {
+			return err
+		}
+		data, err := a.call(ctx, http.MethodDelete, "/v1/bans", url.Values{"client": {client}}, nil)
+		if err != nil || a.json {
+			return a.result(data, err)
+		}
+		var r struct {
+			Client string `json:"client"`
+		}
+		if err := decode(data, &r); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(a.stdout, "unbanned %s\n", clean(r.Client, 0))
+		return err
+	}
+}
+
+func summaryCmd(fs *flag.FlagSet) action {
+	window := fs.Duration("window", time.Hour, "count events of the last `duration`")
+	top := fs.Int("top", 10, "show the top `N` clients and detections (1..1000)")
+	return func(ctx context.Context, a *app, _ []string) error {
+		if *window <= 0 {
+			return usagef(nil, "-window %v: want a positive duration such as 1h", *window)
+		}
+		if *top < 1 || *top > 1000 {
+			return usagef(nil, "-top %d: want 1..1000", *top)
+		}
+		data, err := a.get(ctx, "/v1/summary", url.Values{"window": {window.String()}, "top": {strconv.Itoa(*top)}})
+		if err != nil || a.json {
+			return a.result(data, err)
+		}
+		var s summaryView
+		if err := decode(data, &s); err != nil {
+			return err
+		}
+		return writeSummary(a.stdout, &s)
+	}
+}
+
+func countersCmd(*flag.FlagSet) action {
+	return func(ctx context.Context, a *app, args []string) error {
+		client, err := clientArg(args[0])
+		if err != nil {
+			return err
+		}
+		data, err := a.get(ctx, "/v1/counters", url.Values{"client": {client}})
+		if err != nil || a.json {
+			return a.result(data, err)
+		}
+		var c countersView
+		if err := decode(data, &c); err != nil {
+			return err
+		}
+		return writeCounters(a.stdout, &c)
+	}
+}
+
+// result prints data as JSON, or returns err.
+func (a *app) result(data []byte, err error) error {
+	if err != nil {
+		return err
+	}
+	return a.printJSON(data)
+}
+
+// clientArg checks that s is an IP address or a CIDR range before asking the
+// gateway, which turns it into a client key (an IPv6 address into its /64).
+func clientArg(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if _, err := netip.ParseAddr(s); err == nil {
+		return s, nil
+	}
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return s, nil
+	}
+	return "", usagef(nil, "client %q is not an IP address or CIDR range", s)
+}
