@@ -96,6 +96,9 @@ type BanRequest struct {
 	// Escalate applies repeat-offender escalation (automatic bans); a ban
 	// made by an operator uses Duration as given.
 	Escalate bool
+	// Replace rewrites an active ban with this reason and duration (an
+	// operator's decision); otherwise an active ban is kept as it is.
+	Replace bool
 }
 
 // BanEvent tells replicas that the blocklist changed, so they can update

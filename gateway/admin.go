@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/rampartgw/rampart/detections"
 )
@@ -34,6 +36,7 @@ type AdminStore interface {
 // Admin is the authenticated admin API on the admin listener.
 type Admin struct {
 	g      *Gateway
+	health *Health
 	st     AdminStore
 	events EventLog
 	token  [32]byte
@@ -42,9 +45,13 @@ type Admin struct {
 }
 
 // NewAdmin returns the admin API. With an empty token every endpoint
-// answers 403: the API is disabled, never open.
-func NewAdmin(g *Gateway, st AdminStore, events EventLog, token string, log *slog.Logger) *Admin {
-	a := &Admin{g: g, st: st, events: events, log: log.With(slog.String("component", "admin"))}
+// answers 403: the API is disabled, never open. health is the instance
+// that main drains on shutdown, so /v1/status reports it too.
+func NewAdmin(g *Gateway, health *Health, st AdminStore, events EventLog, token string, log *slog.Logger) *Admin {
+	if health == nil {
+		health = NewHealth(g)
+	}
+	a := &Admin{g: g, health: health, st: st, events: events, log: log.With(slog.String("component", "admin"))}
 	if token != "" {
 		a.token, a.hasTok = sha256.Sum256([]byte(token)), true
 	}
@@ -113,18 +120,19 @@ func viewBan(b detections.Ban) banView {
 }
 
 func (a *Admin) status(w http.ResponseWriter, r *http.Request) {
-	rd, _ := NewHealth(a.g).readiness(r.Context())
+	rd, _ := a.health.readiness(r.Context())
 	type entry struct {
 		Name string `json:"name"`
 		Mode string `json:"mode"`
 	}
-	var chain []entry
+	chain := []entry{}
 	for _, e := range a.g.Policy().Chain.Entries() {
 		chain = append(chain, entry{e.Detection.Name(), e.Mode.String()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": rd.Status, "replica": rd.Replica, "store": rd.Store, "store_ok": rd.StoreOK,
 		"store_error": rd.Error, "circuit": rd.Breaker, "upstream": rd.Upstream, "chain": chain,
+		"uptime":            rd.Uptime,
 		"local_bans_cached": a.g.bans.len(), "local_refusals_cached": a.g.refusals.len(),
 	})
 }
@@ -238,8 +246,8 @@ func (a *Admin) addBan(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "manual"
 	}
-	if len(reason) > 200 || strings.ContainsAny(reason, "\t\r\n") {
-		apiError(w, http.StatusBadRequest, "reason must be one line of at most 200 bytes")
+	if len(reason) > 200 || !printable(reason) {
+		apiError(w, http.StatusBadRequest, "reason must be printable UTF-8 text of at most 200 bytes, on one line")
 		return
 	}
 	if prefix.Bits() == 0 {
@@ -251,7 +259,7 @@ func (a *Admin) addBan(w http.ResponseWriter, r *http.Request) {
 	if isRange {
 		b, err = a.st.BanCIDR(ctx, prefix, dur, reason, a.g.cfg.Replica)
 	} else {
-		b, err = a.st.Ban(ctx, detections.BanRequest{Client: client, Reason: reason, Detection: "admin", Duration: dur, Replica: a.g.cfg.Replica})
+		b, err = a.st.Ban(ctx, detections.BanRequest{Client: client, Reason: reason, Detection: "admin", Duration: dur, Replica: a.g.cfg.Replica, Replace: true})
 	}
 	if err != nil {
 		apiError(w, http.StatusServiceUnavailable, "store: "+err.Error())
@@ -304,8 +312,14 @@ func (a *Admin) removeBan(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) eventQuery(r *http.Request) (EventQuery, error) {
 	q := r.URL.Query()
-	eq := EventQuery{Client: q.Get("client"), Detection: q.Get("detection"), Type: q.Get("type")}
+	eq := EventQuery{Detection: q.Get("detection"), Type: q.Get("type")}
 	var err error
+	if c := q.Get("client"); c != "" {
+		// Events carry the client key (IPv6: its /64) and the address.
+		if eq.Client, _, _, err = a.clientArg(c); err != nil {
+			return eq, err
+		}
+	}
 	if eq.Limit, err = intParam(r, "limit", 100, 1, 10_000); err != nil {
 		return eq, err
 	}
@@ -430,6 +444,21 @@ func (a *Admin) counters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"client": client, "counters": m})
+}
+
+// printable reports whether s is valid UTF-8 without control characters
+// (C0, C1, line and paragraph separators): operator text ends up in
+// terminals and logs.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r) {
+			return false
+		}
+	}
+	return true
 }
 
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/rampartgw/rampart/detections"
 )
@@ -79,21 +81,26 @@ func (e *Event) Attrs() []slog.Attr {
 }
 
 // route returns a loggable route: the path without the query, capped, with
-// control characters replaced, so a hostile path cannot forge log lines.
+// control characters (C0, C1, separators, bidi controls) and invalid UTF-8
+// replaced, so a hostile path cannot forge log lines or terminal output.
 func route(p string) string {
 	const max = 256
 	if len(p) > max {
 		p = p[:max]
 	}
-	if strings.IndexFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+	if strings.IndexFunc(p, unsafeRune) >= 0 || !utf8.ValidString(p) {
 		p = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
+			if unsafeRune(r) || r == utf8.RuneError {
 				return '?'
 			}
 			return r
 		}, p)
 	}
 	return p
+}
+
+func unsafeRune(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }
 
 // recorder turns decisions into log lines, events and metrics. It is the

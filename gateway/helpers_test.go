@@ -153,6 +153,12 @@ func prototypeEntries(t testing.TB, st interface {
 // the chain is the prototype's with an open allow list, on a memory store.
 func newSetup(t testing.TB, st gateway.Store, opts ...option) *setup {
 	t.Helper()
+	return newSetupWithEvents(t, st, nil, opts...)
+}
+
+// newSetupWithEvents is newSetup with an event sink.
+func newSetupWithEvents(t testing.TB, st gateway.Store, events gateway.EventSink, opts ...option) *setup {
+	t.Helper()
 	if st == nil {
 		st = store.NewMemory(store.DefaultMemoryConfig())
 	}
@@ -180,7 +186,7 @@ func newSetup(t testing.TB, st gateway.Store, opts ...option) *setup {
 	}
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, err := gateway.New(cfg, &gateway.Policy{Chain: chain, Exempt: exempt, Protected: exempt}, gateway.Options{Store: st, Logger: log})
+	g, err := gateway.New(cfg, &gateway.Policy{Chain: chain, Exempt: exempt, Protected: exempt}, gateway.Options{Store: st, Logger: log, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -250,6 +250,26 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 		}
 	})
 
+	t.Run("an operator's ban replaces an active ban", func(t *testing.T) {
+		client := "192.0.2.88"
+		if _, err := s.Ban(ctx, detections.BanRequest{Client: client, Reason: "auto", Detection: "payload", Duration: time.Minute, Escalate: true}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Ban(ctx, detections.BanRequest{Client: client, Reason: "operator says", Detection: "admin", Duration: 2 * time.Hour, Replace: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		near(t, "replaced ban", b.TTL, 2*time.Hour, time.Second)
+		got, found, err := s.GetBan(ctx, client)
+		if err != nil || !found || got.Reason != "operator says" || got.Detection != "admin" || got.Count != 1 {
+			t.Errorf("after replace: %+v %v %v", got, found, err)
+		}
+		near(t, "stored ttl", got.TTL, 2*time.Hour, time.Second)
+		if _, err := s.Unban(ctx, client); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("escalation is capped", func(t *testing.T) {
 		client := "192.0.2.77"
 		req := detections.BanRequest{Client: client, Reason: "x", Detection: "d", Duration: 10 * time.Hour, Escalate: true}

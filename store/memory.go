@@ -256,6 +256,19 @@ func (s *Memory) Ban(_ context.Context, req detections.BanRequest) (detections.B
 	sh := s.shard(req.Client)
 	sh.mu.Lock()
 	banKey := s.keys.Ban(req.Client)
+	if e := sh.get(banKey, now); e != nil && req.Replace {
+		until := now.Add(req.Duration)
+		e.hash["reason"], e.hash["detection"], e.hash["last_seen"], e.hash["until"] = req.Reason, req.Detection, msString(now), msString(until)
+		if req.Replica != "" {
+			e.hash["replica"] = req.Replica
+		}
+		e.expires = until
+		b := banFromHash(req.Client, e.hash, 0)
+		b.TTL, b.Until, b.New = req.Duration, until, true
+		sh.mu.Unlock()
+		s.publish(detections.BanEvent{Client: req.Client, Until: until})
+		return b, nil
+	}
 	if e := sh.get(banKey, now); e != nil {
 		e.hash["last_seen"] = msString(now)
 		b := banFromHash(req.Client, e.hash, 0)
@@ -405,20 +418,24 @@ func (s *Memory) ListBans(_ context.Context, limit int) ([]detections.Ban, error
 	return out, nil
 }
 
-// Counters returns a client's counters.
+// Counters returns a client's counters under the same names as Redis.
 func (s *Memory) Counters(_ context.Context, client string) (map[string]string, error) {
 	now := s.cfg.Now()
 	sh := s.shard(client)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	out := map[string]string{}
-	for _, k := range []string{s.keys.Rate(client, ""), s.keys.Refused(client, ""), s.keys.Invalid(client)} {
-		if e := sh.get(k, now); e != nil {
-			out[k] = itoaF(e.num)
-		}
+	if e := sh.get(s.keys.Rate(client, ""), now); e != nil {
+		out[CounterRateResetAfter] = resetAfter(e.num, now)
+	}
+	if e := sh.get(s.keys.Refused(client, ""), now); e != nil {
+		out[CounterRateRefusals] = itoa(int64(e.num))
+	}
+	if e := sh.get(s.keys.Invalid(client), now); e != nil {
+		out[CounterInvalid] = itoa(int64(e.num))
 	}
 	if e := sh.get(s.keys.Offender(client), now); e != nil {
-		out[s.keys.Offender(client)+" strikes"] = e.hash["strikes"]
+		out[CounterStrikes] = e.hash["strikes"]
 	}
 	return out, nil
 }
@@ -453,11 +470,4 @@ func msString(t time.Time) string { return itoa(t.UnixMilli()) }
 
 func itoa(n int64) string {
 	return toString(n)
-}
-
-func itoaF(f float64) string {
-	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-		return itoa(int64(f))
-	}
-	return toString(f)
 }

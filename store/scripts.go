@@ -104,16 +104,27 @@ return n
 `)
 
 // banScript records a ban. A client already banned keeps its ban (only
-// last_seen moves), so two replicas banning at once do not escalate twice.
+// last_seen moves), so two replicas banning at once do not escalate twice;
+// with replace (an operator's ban) the ban is rewritten with the new
+// reason and duration instead, keeping its history.
 //
 // KEYS: ban, offender. ARGV: reason, detection, replica, base_ms,
-// escalate (0|1), factor, max_ms, memory_ms.
+// escalate (0|1), factor, max_ms, memory_ms, replace (0|1).
 // Returns: {new (0|1), ttl_ms, first_seen_ms, count, until_ms, reason,
 // detection, replica, now_ms}.
 var banScript = redis.NewScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = redis.call("PTTL", KEYS[1])
+if ttl > 0 and ARGV[9] == "1" then
+  local dur = math.floor(tonumber(ARGV[4]))
+  local expires = now + dur
+  redis.call("HSET", KEYS[1], "reason", ARGV[1], "detection", ARGV[2], "replica", ARGV[3],
+    "last_seen", now, "until", expires)
+  redis.call("PEXPIRE", KEYS[1], dur)
+  local f = redis.call("HMGET", KEYS[1], "first_seen", "count")
+  return {1, dur, f[1] or now, f[2] or "1", expires, ARGV[1], ARGV[2], ARGV[3], now}
+end
 if ttl > 0 then
   redis.call("HSET", KEYS[1], "last_seen", now)
   local f = redis.call("HMGET", KEYS[1], "first_seen", "count", "until", "reason", "detection", "replica")

@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return err
 	}
 	health := gateway.NewHealth(g)
-	admin := gateway.NewAdmin(g, st, writer, cfg.Admin.Token, log)
+	admin := gateway.NewAdmin(g, health, st, writer, cfg.Admin.Token, log)
 	mux := http.NewServeMux()
 	health.Register(mux)
 	admin.Register(mux)

@@ -133,31 +133,8 @@ func bansAddCmd(fs *flag.FlagSet) action {
 		}
 		body := map[string]string{"client": client, "duration": dur.String(), "reason": *reason}
 		data, err := a.call(ctx, http.MethodPost, "/v1/bans", nil, body)
-		if err == nil {
-			warnKept(a, data, *dur, *reason)
-		}
 		return a.showBan(data, err)
 	}
-}
-
-// warnKept warns when the gateway kept an existing ban instead of making
-// the one asked for. The API answers 201 either way: a client already
-// banned keeps its ban, duration and reason (so that replicas banning at
-// once do not escalate twice), and the answer does not say which happened.
-func warnKept(a *app, data []byte, dur time.Duration, reason string) {
-	var b banView
-	if decode(data, &b) != nil {
-		return
-	}
-	if reason == "" {
-		reason = "manual"
-	}
-	left := time.Duration(b.TTLSeconds) * time.Second
-	if b.Reason == strings.TrimSpace(reason) && (left-dur).Abs() <= 5*time.Second {
-		return
-	}
-	fmt.Fprintf(a.stderr, "gatewayctl: warning: %s was already banned; the gateway kept that ban (%s left, reason %q). Run 'gatewayctl bans rm %s' first to replace it.\n",
-		clean(b.Client, 0), timeLeft(&b), clean(b.Reason, 200), clean(b.Client, 0))
 }
 
 func (a *app) showBan(data []byte, err error) error {

@@ -86,8 +86,9 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		token = ""
 	}
 	mux := http.NewServeMux()
-	gateway.NewHealth(g).Register(mux)
-	gateway.NewAdmin(g, ast, adminEvents, token, slog.New(slog.DiscardHandler)).Register(mux)
+	health := gateway.NewHealth(g)
+	health.Register(mux)
+	gateway.NewAdmin(g, health, ast, adminEvents, token, slog.New(slog.DiscardHandler)).Register(mux)
 	var h http.Handler = mux
 	if o.wrap != nil {
 		h = o.wrap(mux)
