@@ -114,6 +114,9 @@ func NewRateLimit(cfg RateLimitConfig, fallback Limiter) (*RateLimit, error) {
 	if !cfg.Fallback.IsZero() && fallback == nil {
 		return nil, errors.New("rate_limit: fallback limit configured without a local limiter")
 	}
+	if cfg.Fallback.IsZero() {
+		fallback = nil // no fallback limit: fail open (or closed) as configured
+	}
 	d := &RateLimit{cfg: cfg, fallback: fallback, policy: map[string]string{}}
 	d.policy[""] = policyValue("default", cfg.Limit)
 	for _, r := range cfg.Routes {

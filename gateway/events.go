@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -110,6 +113,26 @@ type recorder struct {
 	m       *Metrics
 	sink    EventSink
 	replica string
+	// storeErrs throttles detection_failed lines caused by a store outage
+	// (every request would log one): one per detection per second, with the
+	// number suppressed since. The metric still counts every failure.
+	storeErrs sync.Map // detection name -> *throttle
+}
+
+type throttle struct {
+	next       atomic.Int64 // unix nanos before which lines are suppressed
+	suppressed atomic.Int64
+}
+
+// allow reports whether a line may be written now, and how many were
+// suppressed before it.
+func (th *throttle) allow(now time.Time) (bool, int64) {
+	n := th.next.Load()
+	if now.UnixNano() < n || !th.next.CompareAndSwap(n, now.Add(time.Second).UnixNano()) {
+		th.suppressed.Add(1)
+		return false, 0
+	}
+	return true, th.suppressed.Swap(0)
 }
 
 func (rc *recorder) newEvent(typ string, r *detections.Request) Event {
@@ -140,8 +163,20 @@ func (rc *recorder) DetectionFailed(ctx context.Context, r *detections.Request, 
 		kind = "store"
 	}
 	rc.m.detectionErrors.WithLabelValues(name, kind).Inc()
+	var suppressed int64
+	if kind == "store" {
+		v, _ := rc.storeErrs.LoadOrStore(name, new(throttle))
+		ok, n := v.(*throttle).allow(time.Now())
+		if !ok {
+			return
+		}
+		suppressed = n
+	}
 	ev := rc.newEvent(EventDetectionFailed, r)
 	ev.Detection, ev.Error, ev.Reason = name, err.Error(), kind
+	if suppressed > 0 {
+		ev.Error += " (" + strconv.FormatInt(suppressed, 10) + " similar failures not logged in the last second)"
+	}
 	if stack != nil {
 		rc.log.LogAttrs(ctx, level, ev.Type, append(ev.Attrs(), slog.String("stack", string(stack)))...)
 		if rc.sink != nil {
