@@ -3,9 +3,11 @@ package detections
 import (
 	"bytes"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/textproto"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -88,21 +90,42 @@ type Scope struct {
 	MaxFields int
 }
 
+// FieldVisitor receives the fields of a request; VisitField returns false
+// to stop the walk. The Field is reused between calls.
+type FieldVisitor interface {
+	VisitField(f *Field) bool
+}
+
 // WalkFields calls fn for every field of r within scope, in a fixed order:
 // path, query, cookies, headers, body. It stops when fn returns false. The
-// Field passed to fn is reused between calls. Walking a request without a
-// body and without a query allocates nothing.
+// Field passed to fn is reused between calls.
 func (r *Request) WalkFields(scope *Scope, fn func(*Field) bool) {
-	w := walker{fn: fn, max: scope.MaxFields}
+	r.Walk(scope, funcVisitor(fn))
+}
+
+type funcVisitor func(*Field) bool
+
+func (f funcVisitor) VisitField(fd *Field) bool { return f(fd) }
+
+// Walk is WalkFields with a visitor: walking a request without a body costs
+// no allocation when v is a pointer the caller already holds (a pooled
+// scratch struct), which a capturing closure cannot offer.
+func (r *Request) Walk(scope *Scope, v FieldVisitor) {
+	w := walkerPool.Get().(*walker)
+	w.v, w.n, w.max = v, 0, scope.MaxFields
 	if w.max <= 0 {
 		w.max = 10000
 	}
 	w.walk(r, scope)
+	*w = walker{}
+	walkerPool.Put(w)
 }
+
+var walkerPool = sync.Pool{New: func() any { return new(walker) }}
 
 type walker struct {
 	f   Field
-	fn  func(*Field) bool
+	v   FieldVisitor
 	n   int
 	max int
 }
@@ -117,7 +140,7 @@ func (w *walker) emit(kind FieldKind, isKey bool, name, value string, urlEncoded
 		return false
 	}
 	w.f = Field{Kind: kind, IsKey: isKey, Name: name, Value: value, URLEncoded: urlEncoded, Plus: plus}
-	return w.fn(&w.f)
+	return w.v.VisitField(&w.f)
 }
 
 func (w *walker) walk(r *Request, scope *Scope) {
@@ -242,7 +265,7 @@ func (w *walker) walkBody(r *Request) {
 		return
 	}
 	w.f = Field{Kind: FieldBody, Value: body, ContentType: mt}
-	w.fn(&w.f)
+	w.v.VisitField(&w.f)
 }
 
 // walkMultipart visits part names, file names and the contents of non-file
@@ -260,11 +283,11 @@ func (w *walker) walkMultipart(body []byte, boundary string) bool {
 			return false
 		}
 		parts++
-		name := p.FormName()
+		name, filename := partNames(p)
 		if !w.emit(FieldMultipart, true, name, name, false, false) {
 			return true
 		}
-		if fn := p.FileName(); fn != "" {
+		if fn := filename; fn != "" {
 			if !w.emit(FieldMultipart, false, name+".filename", fn, false, false) {
 				return true
 			}
@@ -277,7 +300,7 @@ func (w *walker) walkMultipart(body []byte, boundary string) bool {
 			}
 		}
 		ct := p.Header.Get("Content-Type")
-		if p.FileName() != "" && !inspectableMedia(strings.ToLower(ct)) {
+		if filename != "" && !inspectableMedia(strings.ToLower(ct)) {
 			continue
 		}
 		data, err := io.ReadAll(p)
@@ -289,10 +312,21 @@ func (w *walker) walkMultipart(body []byte, boundary string) bool {
 			return true
 		}
 		w.f = Field{Kind: FieldMultipart, Name: name, Value: string(data), ContentType: ct}
-		if !w.fn(&w.f) {
+		if !w.v.VisitField(&w.f) {
 			return true
 		}
 	}
+}
+
+// partNames returns a part's form name and its file name as sent: Go's
+// FileName() strips directories ("../../etc/passwd" becomes "passwd"),
+// which is right for saving a file and wrong for inspecting one.
+func partNames(p *multipart.Part) (name, filename string) {
+	_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil {
+		return p.FormName(), p.FileName()
+	}
+	return params["name"], params["filename"]
 }
 
 // inspectableMedia reports whether a body of this media type is text worth

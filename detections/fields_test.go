@@ -1,0 +1,191 @@
+package detections_test
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/rampartgw/rampart/detections"
+)
+
+type walked struct {
+	kind  detections.FieldKind
+	key   bool
+	name  string
+	value string
+}
+
+func walk(r *detections.Request, scope *detections.Scope) []walked {
+	var out []walked
+	r.WalkFields(scope, func(f *detections.Field) bool {
+		out = append(out, walked{f.Kind, f.IsKey, f.Name, f.Value})
+		return true
+	})
+	return out
+}
+
+func has(ws []walked, kind detections.FieldKind, key bool, name, value string) bool {
+	for _, w := range ws {
+		if w.kind == kind && w.key == key && w.name == name && w.value == value {
+			return true
+		}
+	}
+	return false
+}
+
+var viewCases = []struct {
+	name, rawQuery, contentType, body string
+	want                              []walked
+}{
+	{"query pairs, lenient", "a=1&b=%zz&c;d=4&&e", "", "", []walked{
+		{detections.FieldQuery, true, "a", "a"}, {detections.FieldQuery, false, "a", "1"},
+		{detections.FieldQuery, false, "b", "%zz"}, {detections.FieldQuery, true, "c", "c"}, {detections.FieldQuery, false, "d", "4"},
+		{detections.FieldQuery, true, "e", "e"},
+	}},
+	{"nested JSON flattened", "", "application/json", `{"a":{"b":[1,{"c":"deep"}]},"__proto__":{"x":true}}`, []walked{
+		{detections.FieldJSON, false, "a.b[1].c", "deep"}, {detections.FieldJSON, true, "a.b[1].c", "c"},
+		{detections.FieldJSON, true, "__proto__", "__proto__"}, {detections.FieldJSON, false, "a.b[0]", "1"},
+		{detections.FieldJSON, false, "__proto__.x", "true"},
+	}},
+	{"malformed JSON is raw text", "", "application/json", `{"a": "evil`, []walked{
+		{detections.FieldBody, false, "", `{"a": "evil`},
+	}},
+	{"form body", "", "application/x-www-form-urlencoded", "user=bob&pass=%27or%201%3D1", []walked{
+		{detections.FieldForm, false, "pass", "%27or%201%3D1"}, {detections.FieldForm, true, "user", "user"},
+	}},
+	{"multipart fields and file names", "", "multipart/form-data; boundary=XX",
+		"--XX\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../../etc/passwd\"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n--XX--\r\n",
+		[]walked{{detections.FieldMultipart, false, "title", "hello"}, {detections.FieldMultipart, false, "f.filename", "../../etc/passwd"}}},
+	{"broken multipart is raw text", "", "multipart/form-data; boundary=XX", "--XX\r\nno headers end", []walked{
+		{detections.FieldBody, false, "", "--XX\r\nno headers end"},
+	}},
+	{"binary body skipped", "", "image/png", "\x89PNG....", nil},
+	{"text body raw", "", "text/xml", "<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]>", []walked{
+		{detections.FieldBody, false, "", "<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]>"},
+	}},
+}
+
+func viewRequest(rawQuery, contentType, body string) *detections.Request {
+	r := &detections.Request{Method: "POST", RawPath: "/p/a%2fth", Path: "/p/a/th", RawQuery: rawQuery, Header: http.Header{}}
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	r.Header.Set("Cookie", "session=abc; theme=dark")
+	r.Header.Set("User-Agent", "ua-value")
+	r.Header.Set("X-Custom", "custom-value")
+	r.Header.Set("X-Forwarded-For", "1.2.3.4")
+	if body != "" {
+		r.Body = []byte(body)
+	}
+	return r
+}
+
+var fullScope = &detections.Scope{Headers: []string{"User-Agent"}, CustomHeaders: true, Cookies: true}
+
+func TestWalkFields(t *testing.T) {
+	t.Parallel()
+	for _, tc := range viewCases {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := walk(viewRequest(tc.rawQuery, tc.contentType, tc.body), fullScope)
+			for _, w := range tc.want {
+				if !has(ws, w.kind, w.key, w.name, w.value) {
+					t.Errorf("missing %+v in %+v", w, ws)
+				}
+			}
+			for _, common := range []walked{
+				{detections.FieldPath, false, "", "/p/a%2fth"},
+				{detections.FieldCookie, false, "session", "abc"},
+				{detections.FieldHeader, false, "User-Agent", "ua-value"},
+				{detections.FieldHeader, false, "X-Custom", "custom-value"},
+			} {
+				if !has(ws, common.kind, common.key, common.name, common.value) {
+					t.Errorf("missing %+v", common)
+				}
+			}
+			for _, w := range ws {
+				if w.name == "X-Forwarded-For" {
+					t.Error("forwarding header inspected")
+				}
+			}
+		})
+	}
+}
+
+func TestWalkFieldsBounded(t *testing.T) {
+	t.Parallel()
+	q := strings.Repeat("a=1&", 50000)
+	n := len(walk(viewRequest(q, "", ""), &detections.Scope{MaxFields: 100}))
+	if n != 100 {
+		t.Errorf("walked %d fields, want the cap of 100", n)
+	}
+	deep := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
+	r := viewRequest("", "application/json", deep)
+	walk(r, fullScope) // must not blow the stack
+}
+
+type counter struct{ n int }
+
+func (c *counter) VisitField(f *detections.Field) bool { c.n += len(f.Value); return true }
+
+func TestWalkNoAllocs(t *testing.T) {
+	r := viewRequest("page=2&sort=desc", "", "")
+	scope := &detections.Scope{Headers: []string{"User-Agent", "Referer"}, CustomHeaders: true, Cookies: true}
+	c := &counter{}
+	allocs := testing.AllocsPerRun(100, func() { r.Walk(scope, c) })
+	if allocs != 0 {
+		t.Errorf("walking a bodiless request allocates %.0f times", allocs)
+	}
+}
+
+func FuzzRequestView(f *testing.F) {
+	for _, tc := range viewCases {
+		f.Add(tc.rawQuery, tc.contentType, tc.body)
+	}
+	f.Add("a[$ne]=1", "application/json", `[{"a":[[[{"b":null}]]]}, 1e999]`)
+	f.Add("", "multipart/form-data; boundary=\"a\"", "--a\r\n\r\n--a--")
+	f.Fuzz(func(t *testing.T, rawQuery, contentType, body string) {
+		r := viewRequest(rawQuery, contentType, body)
+		n := 0
+		r.WalkFields(&detections.Scope{Headers: []string{"User-Agent"}, CustomHeaders: true, Cookies: true, MaxFields: 1000}, func(f *detections.Field) bool {
+			n++
+			if f.Kind == detections.FieldBody && len(f.Value) > len(body) {
+				t.Fatalf("raw body field longer than the body")
+			}
+			return true
+		})
+		if n > 1000 {
+			t.Fatalf("walked %d fields past the cap", n)
+		}
+		_ = r.Query()
+		_, _ = r.JSON()
+		_ = r.Form()
+		_, _ = r.Multipart()
+		_ = r.Cookies()
+		r.Reset()
+	})
+}
+
+func FuzzClientKey(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1", "fe80::1%eth0", "::", "0.0.0.0"} {
+		f.Add(s, 64)
+	}
+	f.Fuzz(func(t *testing.T, s string, bits int) {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return
+		}
+		bits = bits%129 + 0
+		if bits < 0 {
+			bits = -bits
+		}
+		key := detections.ClientKey(a, bits)
+		p, err := detections.ParseClientKey(key)
+		if err != nil {
+			t.Fatalf("key %q of %s does not parse back: %v", key, s, err)
+		}
+		if !p.Contains(a.Unmap().WithZone("")) {
+			t.Fatalf("key %q does not cover %s", key, s)
+		}
+	})
+}
