@@ -51,7 +51,6 @@ type Timeouts struct {
 	Write        time.Duration `yaml:"write"`
 	Idle         time.Duration `yaml:"idle"`
 	Shutdown     time.Duration `yaml:"shutdown"`
-	Inspect      time.Duration `yaml:"inspect"`
 	Observe      time.Duration `yaml:"observe"`
 }
 
@@ -69,6 +68,9 @@ type Admin struct {
 	// Token is the bearer token of the admin API. Prefer
 	// GATEWAY_ADMIN_TOKEN; with no token the API is disabled.
 	Token string `yaml:"token"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener (for profiling; keep the listener private).
+	Pprof bool `yaml:"pprof"`
 }
 
 // Redis configures the shared store. With no URL the embedded in-memory
@@ -134,7 +136,7 @@ func Defaults() File {
 		Timeouts: Timeouts{
 			Upstream: 30 * time.Second, UpstreamDial: 5 * time.Second, ReadHeader: 5 * time.Second,
 			Read: 30 * time.Second, Write: 60 * time.Second, Idle: 120 * time.Second,
-			Shutdown: 15 * time.Second, Inspect: 250 * time.Millisecond, Observe: time.Second,
+			Shutdown: 15 * time.Second, Observe: time.Second,
 		},
 		Log:    Log{Level: "info"},
 		Admin:  Admin{Listen: "127.0.0.1:9090"},
@@ -299,6 +301,7 @@ var Env = []struct{ Name, Key, Meaning string }{
 	{"GATEWAY_REPLICA", "replica", "this instance's name in logs, bans and events"},
 	{"REDIS_URL", "redis.url", "shared store; empty: embedded in-memory store"},
 	{"GATEWAY_REDIS_PREFIX", "redis.prefix", "key prefix"},
+	{"GATEWAY_PPROF", "admin.pprof", "true: serve /debug/pprof/ on the admin listener"},
 }
 
 func (l *Loaded) applyEnv(getenv func(string) (string, bool)) error {
@@ -323,6 +326,7 @@ func (l *Loaded) applyEnv(getenv func(string) (string, bool)) error {
 		"GATEWAY_REPLICA":      func(v string) { l.Replica = v },
 		"REDIS_URL":            func(v string) { l.Redis.URL = v },
 		"GATEWAY_REDIS_PREFIX": func(v string) { l.Redis.Prefix = v },
+		"GATEWAY_PPROF":        func(v string) { l.Admin.Pprof = v == "true" || v == "1" },
 	}
 	for _, e := range Env {
 		if v, ok := getenv(e.Name); ok {

@@ -12,8 +12,6 @@ import (
 	"github.com/rampartgw/rampart/detections/payload"
 )
 
-
-
 func specs() []config.Spec {
 	return []config.Spec{
 		config.Detection("ip", detections.IPConfig{}, func(c detections.IPConfig) (detections.Detection, error) { return detections.NewIP(c) }),
@@ -26,7 +24,6 @@ func specs() []config.Spec {
 		config.Detection("payload", payload.DefaultConfig(), func(c payload.Config) (detections.Detection, error) { return payload.New(c) }),
 	}
 }
-
 
 func parse(t *testing.T, yaml string, env map[string]string) (*config.Loaded, error) {
 	t.Helper()
@@ -160,4 +157,3 @@ func TestModeOffDropsDetection(t *testing.T) {
 		t.Errorf("off detection built: %v", built)
 	}
 }
-

@@ -156,6 +156,18 @@ func (c *Chain) Entries() []Entry { return c.entries }
 // HasObservers reports whether any detection observes responses.
 func (c *Chain) HasObservers() bool { return len(c.observers) > 0 }
 
+// Observes reports whether some observer wants to see an upstream response
+// with this status.
+func (c *Chain) Observes(status int) bool {
+	for _, i := range c.observers {
+		f, ok := c.entries[i].Detection.(StatusFilter)
+		if !ok || f.ObservesStatus(status) {
+			return true
+		}
+	}
+	return false
+}
+
 // Query asks every stateful detection what shared state it needs for r. The
 // gateway fetches it all in one store round trip.
 func (c *Chain) Query(r *Request, q *StateQuery) bool {

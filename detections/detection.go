@@ -36,6 +36,14 @@ type ResponseObserver interface {
 	ObserveResponse(ctx context.Context, r *Request, resp Response) (Verdict, error)
 }
 
+// StatusFilter is optionally implemented by a ResponseObserver that only
+// cares about some upstream statuses. The gateway skips the observers (and
+// the early flush of the response they need) for every other status, so a
+// clean 200 costs nothing.
+type StatusFilter interface {
+	ObservesStatus(status int) bool
+}
+
 // Response is what a ResponseObserver learns about an upstream answer.
 type Response struct {
 	Status  int

@@ -171,10 +171,15 @@ func (d *Enumeration) Inspect(_ context.Context, r *Request) (Verdict, error) {
 	return Allow, nil
 }
 
+// ObservesStatus reports whether status counts as invalid.
+func (d *Enumeration) ObservesStatus(status int) bool {
+	return status >= 0 && status < len(d.statuses) && d.statuses[status]
+}
+
 // ObserveResponse counts an invalid upstream answer. Requests to unknown
 // routes were already counted before they were proxied.
 func (d *Enumeration) ObserveResponse(ctx context.Context, r *Request, resp Response) (Verdict, error) {
-	if resp.Status < 0 || resp.Status >= len(d.statuses) || !d.statuses[resp.Status] || d.unknownRoute(r) {
+	if !d.ObservesStatus(resp.Status) || d.unknownRoute(r) {
 		return Allow, nil
 	}
 	n, err := d.counter.Incr(ctx, r.ClientKey, d.cfg.Window)
@@ -194,4 +199,5 @@ var (
 	_ Detection        = (*Enumeration)(nil)
 	_ Querier          = (*Enumeration)(nil)
 	_ ResponseObserver = (*Enumeration)(nil)
+	_ StatusFilter     = (*Enumeration)(nil)
 )

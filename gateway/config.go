@@ -46,8 +46,6 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
-	// InspectTimeout bounds the store round trip and the chain per request.
-	InspectTimeout time.Duration
 	// ObserveTimeout bounds response observers (after the response is sent).
 	ObserveTimeout time.Duration
 	// Replica names this instance in logs, bans and events.
@@ -82,7 +80,6 @@ func DefaultConfig() Config {
 		WriteTimeout:        60 * time.Second,
 		IdleTimeout:         120 * time.Second,
 		ShutdownTimeout:     15 * time.Second,
-		InspectTimeout:      250 * time.Millisecond,
 		ObserveTimeout:      time.Second,
 		BanCacheSize:        100_000,
 		BanCacheMaxStale:    30 * time.Second,
@@ -123,7 +120,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"upstream_timeout": c.UpstreamTimeout, "read_header_timeout": c.ReadHeaderTimeout,
 		"read_timeout": c.ReadTimeout, "write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout,
-		"inspect_timeout": c.InspectTimeout, "observe_timeout": c.ObserveTimeout,
+		"observe_timeout":  c.ObserveTimeout,
 		"shutdown_timeout": c.ShutdownTimeout, "upstream_dial_timeout": c.UpstreamDialTimeout,
 	} {
 		if d <= 0 {

@@ -221,6 +221,7 @@ func (g *Gateway) onBanEvent(ev detections.BanEvent) {
 		g.wakeCIDRSync()
 	case ev.Unban:
 		g.bans.delete(ev.Client)
+		g.refusals.delete(ev.Client)
 		g.refusals.deletePrefix(ev.Client + "\x00")
 	case !ev.Until.IsZero():
 		g.cacheBan(ev.Client, banEntry{until: ev.Until})
@@ -256,8 +257,11 @@ type exchange struct {
 	status        int // upstream status, 0 if none
 	header        http.Header
 	upErr         error
-	upStart       time.Time
-	upLatency     time.Duration
+	// hdr backs the forwarding-header values set in rewrite; the outbound
+	// header map is dropped before the exchange is reused.
+	hdr       [3][1]string
+	upStart   time.Time
+	upLatency time.Duration
 }
 
 type bodyReader struct{ bytes.Reader }
@@ -370,8 +374,10 @@ func (g *Gateway) handle(c echo.Context) (err error) {
 			g.metrics.blocklistHits.WithLabelValues("local").Inc()
 			return g.refuseBanned(c, r, banEntry{until: e.until, reason: e.reason, detection: "admin"}, e.until)
 		}
-		ctx, cancel := context.WithTimeout(req.Context(), g.cfg.InspectTimeout)
-		defer cancel()
+		// No per-request timer: the store call is bounded by redis.timeout
+		// (microseconds while the circuit is open) and detections only
+		// compute on what was fetched.
+		ctx := req.Context()
 		if done := g.fetchState(ctx, c, ex, pol); done {
 			return nil
 		}
@@ -393,8 +399,10 @@ func (g *Gateway) handle(c echo.Context) (err error) {
 	g.metrics.reqProxied.Inc()
 	g.serveProxy(c, ex)
 
-	// 6. Observers: upstream responses only, after the response is sent.
-	if !exempt && ex.status != 0 && ex.upErr == nil && pol.Chain.HasObservers() {
+	// 6. Observers: upstream responses only, after the response is sent
+	// (flushed first, so the client does not wait for an observer's store
+	// call). Statuses no observer wants cost nothing.
+	if !exempt && ex.status != 0 && ex.upErr == nil && pol.Chain.Observes(ex.status) {
 		w.Flush()
 		g.observe(req.Context(), ex, pol)
 	}
@@ -410,7 +418,10 @@ func (g *Gateway) fetchState(ctx context.Context, c echo.Context, ex *exchange, 
 	pol.Chain.Query(r, &q)
 	refusalKey := ""
 	if !q.RateLimit.IsZero() {
-		refusalKey = r.ClientKey + "\x00" + q.RateKey
+		refusalKey = r.ClientKey // the default bucket: no allocation
+		if q.RateKey != "" {
+			refusalKey = r.ClientKey + "\x00" + q.RateKey
+		}
 		if e, until, ok := g.refusals.get(refusalKey, r.Received); ok {
 			// Known over the limit: refuse from the cache, counting locally.
 			ex.state = e.state

@@ -68,9 +68,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		return
 	}
 	if ex.r.ClientIP.IsValid() {
-		ip := []string{ex.r.ClientIP.String()}
-		h["X-Forwarded-For"] = ip
-		h["X-Real-Ip"] = ip
+		if ex.r.ClientIP.Is4() {
+			ex.hdr[0][0] = ex.r.ClientKey // the same string, already made
+		} else {
+			ex.hdr[0][0] = ex.r.ClientIP.String()
+		}
+		h["X-Forwarded-For"] = ex.hdr[0][:]
+		h["X-Real-Ip"] = ex.hdr[0][:]
 	}
 	proto := headerHTTP
 	if pr.In.TLS != nil {
@@ -90,9 +94,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	h["X-Forwarded-Proto"] = proto
 	if host != "" {
-		h["X-Forwarded-Host"] = []string{host}
+		ex.hdr[1][0] = host
+		h["X-Forwarded-Host"] = ex.hdr[1][:]
 	}
-	h["X-Request-Id"] = []string{ex.r.ID}
+	ex.hdr[2][0] = ex.r.ID
+	h["X-Request-Id"] = ex.hdr[2][:]
 }
 
 // modifyResponse captures the upstream status and headers for observers.

@@ -1,5 +1,7 @@
 package store
 
+import "unsafe"
+
 // The Redis key schema. This file is the only place key names are built.
 //
 // Per-client keys put the client key in a hash tag ({...}) so every key that
@@ -77,6 +79,37 @@ func (k Keys) BanChannel() string { return k.prefix + "bans:events" }
 
 // Events is the security-event stream.
 func (k Keys) Events() string { return k.prefix + "events" }
+
+// check returns the four keys of the check script (ban, rl, rlx, enum)
+// built in one allocation: this runs on every request.
+func (k Keys) check(client, bucket string) [4]string {
+	n := 4*(len(k.prefix)+len(client)+2) + len("ban:rl:rlx:enum:")
+	if bucket != "" {
+		n += 2 * (len(bucket) + 1)
+	}
+	buf := make([]byte, 0, n)
+	var out [4]string
+	start := 0
+	add := func(kind string, withBucket bool) string {
+		buf = append(buf, k.prefix...)
+		buf = append(buf, kind...)
+		buf = append(buf, ":{"...)
+		buf = append(buf, client...)
+		buf = append(buf, '}')
+		if withBucket && bucket != "" {
+			buf = append(buf, ':')
+			buf = append(buf, bucket...)
+		}
+		s := unsafe.String(unsafe.SliceData(buf[start:]), len(buf)-start)
+		start = len(buf)
+		return s
+	}
+	out[0] = add("ban", false)
+	out[1] = add("rl", true)
+	out[2] = add("rlx", true)
+	out[3] = add("enum", false)
+	return out
+}
 
 // clientFromTagged extracts the client from a tagged key.
 func clientFromTagged(key string) string {

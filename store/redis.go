@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,15 +115,42 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// limitArgs are a limit's script arguments, formatted once: boxing a float
+// or a large int into an interface allocates on every call otherwise.
+type limitArgs struct {
+	burst, rate, period, window any
+}
+
+type limitKey struct {
+	l redis_rate.Limit
+	w time.Duration
+}
+
+func (s *Redis) limitArgs(l redis_rate.Limit, window time.Duration) *limitArgs {
+	k := limitKey{l, window}
+	if v, ok := s.argCache.Load(k); ok {
+		return v.(*limitArgs)
+	}
+	a := &limitArgs{
+		burst:  strconv.Itoa(l.Burst),
+		rate:   strconv.Itoa(l.Rate),
+		period: strconv.FormatFloat(l.Period.Seconds(), 'f', -1, 64),
+		window: strconv.FormatInt(window.Milliseconds(), 10),
+	}
+	s.argCache.Store(k, a) // a handful of distinct limits per process
+	return a
+}
+
 // Redis is the shared store on Redis (one node, Sentinel or Cluster).
 type Redis struct {
-	cfg  Config
-	rdb  redis.UniversalClient
-	hot  redis.Scripter // autopipeliner or rdb
-	ap   *redis.AutoPipeliner
-	keys Keys
-	br   *breaker
-	log  *slog.Logger
+	argCache sync.Map // limitKey -> *limitArgs
+	cfg      Config
+	rdb      redis.UniversalClient
+	hot      redis.Scripter // autopipeliner or rdb
+	ap       *redis.AutoPipeliner
+	keys     Keys
+	br       *breaker
+	log      *slog.Logger
 	// lastErr holds the last error seen, for /readyz.
 	lastErr atomic.Pointer[string]
 }
@@ -330,7 +358,7 @@ func (s *Redis) Check(ctx context.Context, client string, q *detections.StateQue
 	if err := s.begin(); err != nil {
 		return detections.Check{}, err
 	}
-	keys := []string{s.keys.Ban(client), s.keys.Rate(client, q.RateKey), s.keys.Refused(client, q.RateKey), s.keys.Invalid(client)}
+	keys := s.keys.check(client, q.RateKey)
 	doRL, countRefused, countInvalid := "0", "0", "0"
 	if !q.RateLimit.IsZero() {
 		doRL = "1"
@@ -341,9 +369,8 @@ func (s *Redis) Check(ctx context.Context, client string, q *detections.StateQue
 	if q.CountInvalid {
 		countInvalid = "1"
 	}
-	v, err := checkScript.Run(ctx, s.hot, keys,
-		q.RateLimit.Burst, q.RateLimit.Rate, q.RateLimit.Period.Seconds(), doRL, countRefused,
-		q.InvalidWindow.Milliseconds(), countInvalid).Slice()
+	la := s.limitArgs(q.RateLimit, q.InvalidWindow)
+	v, err := checkScript.Run(ctx, s.hot, keys[:], la.burst, la.rate, la.period, doRL, countRefused, la.window, countInvalid).Slice()
 	if err = s.end("check", err); err != nil {
 		return detections.Check{}, err
 	}

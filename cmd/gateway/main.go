@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -143,7 +144,14 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	mux := http.NewServeMux()
 	health.Register(mux)
 	admin.Register(mux)
-	adminSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	if cfg.Admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	adminSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 90 * time.Second}
 
 	ln, err := net.Listen("tcp", gcfg.Listen)
 	if err != nil {
@@ -250,7 +258,7 @@ func gatewayConfig(cfg *config.Loaded) (gateway.Config, error) {
 	t := cfg.Timeouts
 	g.UpstreamTimeout, g.UpstreamDialTimeout, g.ReadHeaderTimeout = t.Upstream, t.UpstreamDial, t.ReadHeader
 	g.ReadTimeout, g.WriteTimeout, g.IdleTimeout, g.ShutdownTimeout = t.Read, t.Write, t.Idle, t.Shutdown
-	g.InspectTimeout, g.ObserveTimeout = t.Inspect, t.Observe
+	g.ObserveTimeout = t.Observe
 	g.BanCacheSize, g.BanCacheMaxStale = cfg.Bans.CacheSize, cfg.Bans.CacheMaxStale
 	g.BlocklistOnStoreError, _ = detections.ParseStorePolicy(cfg.Bans.OnStoreError)
 	if g.Replica == "" {

@@ -1,0 +1,22 @@
+package store
+
+import "testing"
+
+func TestCheckKeysMatchSchema(t *testing.T) {
+	k := NewKeys("gw:")
+	for _, tc := range []struct{ client, bucket string }{{"192.0.2.1", ""}, {"2001:db8::/64", "login"}} {
+		got := k.check(tc.client, tc.bucket)
+		want := [4]string{k.Ban(tc.client), k.Rate(tc.client, tc.bucket), k.Refused(tc.client, tc.bucket), k.Invalid(tc.client)}
+		if got != want {
+			t.Errorf("check keys %q, want %q", got, want)
+		}
+		for _, key := range got {
+			if clientFromTagged(key) != tc.client {
+				t.Errorf("%s: hash tag is not the client", key)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = k.check("192.0.2.1", "") }); n != 1 {
+		t.Errorf("check keys: %.0f allocations, want 1", n)
+	}
+}
