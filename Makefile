@@ -38,6 +38,9 @@ bench: ## Go micro-benchmarks
 bench-load: ## side-by-side load benchmark: gateway vs plain proxy (vs nginx)
 	bash scripts/bench-load.sh
 
+bench-events: ## events on vs off under mixed load; checks the stream holds every block counted by /metrics
+	bash scripts/bench-events.sh
+
 bench-detect: ## detection and false-positive rates on the dev corpus, plus analyser benchmarks
 	bash scripts/bench-detect.sh
 
@@ -61,4 +64,4 @@ docker: ## build the gateway and demo-upstream images
 clean: ## remove build outputs
 	rm -rf $(BIN) coverage.out coverage.html
 
-.PHONY: help build run test test-short contract e2e compose-e2e bench bench-load bench-detect fuzz lint cover docker clean
+.PHONY: help build run test test-short contract e2e compose-e2e bench bench-load bench-events bench-detect fuzz lint cover docker clean

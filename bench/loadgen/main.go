@@ -36,6 +36,8 @@ type config struct {
 	dur                     time.Duration
 	ipOffset, ips, floodIPs uint64
 	floodBase, maxReq       uint64
+	badEvery                uint64
+	badPath                 string
 }
 
 // Result is what one run measured.
@@ -70,6 +72,8 @@ func main() {
 	flag.Uint64Var(&c.floodBase, "flood-base", 0, "attack: index of the first flooding address")
 	flag.IntVar(&c.floodConns, "flood-c", 64, "attack: flood connections")
 	flag.Uint64Var(&c.maxReq, "n", 0, "closed loop: stop after this many requests (0: run for -d)")
+	flag.Uint64Var(&c.badEvery, "bad-every", 0, "every N-th request goes to -bad-path instead (0: never)")
+	flag.StringVar(&c.badPath, "bad-path", "/api/endpoint?id=1%27%20OR%20%271%27=%271", "path of the malicious requests")
 	flag.Parse()
 
 	var res *Result
@@ -154,6 +158,14 @@ func do(cl *http.Client, url, ip string) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// pick returns the URL of the n-th request: every badEvery-th is malicious.
+func (c *config) pick(url string, n uint64) string {
+	if c.badEvery > 0 && n%c.badEvery == c.badEvery-1 {
+		return c.url + c.badPath
+	}
+	return url
+}
+
 // closed runs conns workers back to back; addresses cycle from offset over
 // ips distinct values.
 func closed(c config, conns int, offset, ips, maxReq uint64, d time.Duration) *Result {
@@ -176,7 +188,7 @@ func closed(c config, conns int, offset, ips, maxReq uint64, d time.Duration) *R
 					break
 				}
 				t0 := time.Now()
-				code, err := do(cl, url, addr(offset+n%ips))
+				code, err := do(cl, c.pick(url, n), addr(offset+n%ips))
 				if err != nil {
 					if ctx.Err() == nil {
 						errs++
@@ -220,7 +232,7 @@ func open(c config, d time.Duration) *Result {
 				} else if wait < -time.Millisecond {
 					late.Add(1)
 				}
-				code, err := do(cl, url, addr(c.ipOffset+uint64(i)%c.ips))
+				code, err := do(cl, c.pick(url, uint64(i)), addr(c.ipOffset+uint64(i)%c.ips))
 				if err != nil {
 					errs++
 					continue
