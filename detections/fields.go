@@ -91,7 +91,8 @@ type Scope struct {
 }
 
 // FieldVisitor receives the fields of a request; VisitField returns false
-// to stop the walk. The Field is reused between calls.
+// to stop the walk. The Field, and the strings in it, are only valid during
+// the call: they may point into buffers the walk reuses.
 type FieldVisitor interface {
 	VisitField(f *Field) bool
 }
@@ -243,10 +244,7 @@ func (w *walker) walkBody(r *Request) {
 	mt, params := r.MediaType()
 	switch {
 	case r.IsJSON():
-		if v, err := r.JSON(); err == nil {
-			FlattenJSON(v, func(path string, isKey bool, s string) bool {
-				return w.emit(FieldJSON, isKey, path, s, false, false)
-			})
+		if w.walkJSON(r.Body) {
 			return
 		}
 	case mt == "application/x-www-form-urlencoded":

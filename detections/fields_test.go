@@ -1,10 +1,12 @@
 package detections_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/rampartgw/rampart/detections"
 )
@@ -19,7 +21,8 @@ type walked struct {
 func walk(r *detections.Request, scope *detections.Scope) []walked {
 	var out []walked
 	r.WalkFields(scope, func(f *detections.Field) bool {
-		out = append(out, walked{f.Kind, f.IsKey, f.Name, f.Value})
+		// Field strings are only valid during the call: copy them.
+		out = append(out, walked{f.Kind, f.IsKey, strings.Clone(f.Name), strings.Clone(f.Value)})
 		return true
 	})
 	return out
@@ -187,5 +190,59 @@ func FuzzClientKey(f *testing.F) {
 		if !p.Contains(a.Unmap().WithZone("")) {
 			t.Fatalf("key %q does not cover %s", key, s)
 		}
+	})
+}
+
+// BenchmarkRequestView parses and walks a request view: a bodiless GET with
+// a query and cookies, and a POST with a 1 KiB JSON body.
+func BenchmarkRequestView(b *testing.B) {
+	body := `{"user":{"name":"Ada Lovelace","email":"ada@example.org","roles":["admin","dev"],"prefs":{"theme":"dark","lang":"en-GB"}},` +
+		`"items":[{"sku":"A-1","qty":2,"price":19.99},{"sku":"B-22","qty":1,"price":5.5}],"note":"` + strings.Repeat("lorem ipsum ", 60) + `"}`
+	c := &counter{}
+	scope := &detections.Scope{Headers: []string{"User-Agent", "Referer"}, CustomHeaders: true, Cookies: true}
+	b.Run("get", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := viewRequest("page=2&sort=desc&q=shoes", "", "")
+			r.Walk(scope, c)
+		}
+	})
+	b.Run("json-1KiB", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			r := viewRequest("", "application/json", body)
+			r.Walk(scope, c)
+		}
+	})
+}
+
+// FuzzJSONWalk checks the streaming JSON walker against encoding/json: every
+// key and scalar that a full decode finds, the walker visits with the same
+// path (it may visit more: duplicate keys, which encoding/json collapses).
+func FuzzJSONWalk(f *testing.F) {
+	for _, s := range []string{`{"a":{"b":[1,{"c":"deep"}]},"__proto__":{"x":true}}`, `["\u0041\ud83d\ude00",null,-1.5e3]`,
+		`{"a\"b":"c\\d","e":{"f":[[],{}]}}`, `"just a string"`, `{"k":"v","k":"w"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		r := viewRequest("", "application/json", body)
+		got := map[string]bool{}
+		r.WalkFields(&detections.Scope{MaxFields: 100000}, func(fd *detections.Field) bool {
+			if fd.Kind == detections.FieldJSON {
+				got[fmt.Sprintf("%v|%s|%s", fd.IsKey, fd.Name, fd.Value)] = true
+			}
+			return true
+		})
+		v, err := r.JSON()
+		if err != nil || !utf8.ValidString(body) {
+			return // encoding/json rewrites invalid UTF-8; the walker keeps the bytes
+		}
+		detections.FlattenJSON(v, func(path string, isKey bool, s string) bool {
+			if k := fmt.Sprintf("%v|%s|%s", isKey, path, s); s != "" && !got[k] { // empty strings carry nothing to inspect
+				t.Fatalf("walker missed %q in %q", k, body)
+			}
+			return true
+		})
 	})
 }

@@ -3,6 +3,7 @@ package detections
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -123,8 +124,10 @@ func (r *Request) JSON() (any, error) {
 			dec := json.NewDecoder(bytes.NewReader(r.Body))
 			dec.UseNumber()
 			r.jsonErr = dec.Decode(&r.json)
-			if r.jsonErr == nil && dec.More() {
-				r.jsonErr = errTrailingData
+			if r.jsonErr == nil {
+				if _, err := dec.Token(); err != io.EOF {
+					r.json, r.jsonErr = nil, errTrailingData
+				}
 			}
 		}
 	}
