@@ -398,6 +398,11 @@ func (g *Gateway) handle(c echo.Context) (err error) {
 	// 5. Proxy.
 	g.metrics.reqProxied.Inc()
 	g.serveProxy(c, ex)
+	if g.log.Enabled(req.Context(), slog.LevelDebug) {
+		g.log.LogAttrs(req.Context(), slog.LevelDebug, "request_allowed", slog.String("request_id", r.ID),
+			slog.String("client", r.ClientKey), slog.String("method", r.Method), slog.String("route", route(r.Path)),
+			slog.Int("status", ex.status), slog.Duration("upstream", ex.upLatency), slog.Bool("exempt", exempt))
+	}
 
 	// 6. Observers: upstream responses only, after the response is sent
 	// (flushed first, so the client does not wait for an observer's store

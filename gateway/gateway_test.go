@@ -345,3 +345,15 @@ func TestUnknownMethodAndOddPaths(t *testing.T) {
 		t.Errorf("FOOBAR: %d", got)
 	}
 }
+
+func TestAllowedRequestsLoggedAtDebug(t *testing.T) {
+	s := newSetup(t, nil, withEntries())
+	s.status(t, "GET", "/echo?secret=value", "192.0.2.7")
+	lines := s.logs.lines("request_allowed")
+	if len(lines) != 1 || lines[0]["level"] != "DEBUG" || lines[0]["route"] != "/echo" || lines[0]["status"] != float64(200) {
+		t.Errorf("request_allowed: %v", lines)
+	}
+	if strings.Contains(s.logs.String(), "secret=value") {
+		t.Error("query logged")
+	}
+}

@@ -296,3 +296,52 @@ func TestRoundTrips(t *testing.T) {
 	_ = http.StatusOK
 	_ = store.DefaultConfig
 }
+
+// TestRedisErrorRepliesFailOpen: Redis answers, but with errors (miniredis
+// SetError): the stateful detections are bypassed, the request goes through.
+func TestRedisErrorRepliesFailOpen(t *testing.T) {
+	mr := miniredis.RunT(t)
+	gws := replicas(t, mr.Addr(), 1)
+	mr.SetError("LOADING Redis is loading the dataset in memory")
+	for i := 0; i < 8; i++ {
+		if got := gws[0].status(t, "GET", "/echo", "192.0.2.66"); got != 200 {
+			t.Fatalf("request %d with Redis erroring: %d", i, got)
+		}
+	}
+	if len(gws[0].logs.lines("detection_failed")) == 0 {
+		t.Error("no detection_failed logged")
+	}
+	mr.SetError("")
+	// LOADING means "not serving": it opened the circuit; the first request
+	// after the cooldown probes and closes it.
+	time.Sleep(200 * time.Millisecond)
+	gws[0].status(t, "GET", "/echo", "192.0.2.99")
+	codes := map[int]int{}
+	for i := 0; i < 7; i++ {
+		codes[gws[0].status(t, "GET", "/echo", "192.0.2.67")]++
+	}
+	if codes[200] != 5 || codes[403] != 2 {
+		t.Errorf("after recovery: %v", codes)
+	}
+}
+
+// TestFallbackLimitWhileRedisDown: with a fallback limit, the per-replica
+// limiter takes over during the outage.
+func TestFallbackLimitWhileRedisDown(t *testing.T) {
+	mr := miniredis.RunT(t)
+	st := storetest.NewOn(t, mr.Addr())
+	mem := store.NewMemory(store.DefaultMemoryConfig())
+	rl, err := detections.NewRateLimit(detections.RateLimitConfig{Limit: redis_rate.PerMinute(100), Fallback: redis_rate.PerMinute(3)}, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSetup(t, st, withEntries(detections.Entry{Detection: rl}))
+	mr.Close()
+	codes := map[int]int{}
+	for i := 0; i < 6; i++ {
+		codes[s.status(t, "GET", "/echo", "192.0.2.68")]++
+	}
+	if codes[200] != 3 || codes[403] != 3 {
+		t.Errorf("fallback limit: %v", codes)
+	}
+}

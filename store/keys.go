@@ -18,8 +18,9 @@ import "unsafe"
 //	<prefix>enum:{<client>}         string  invalid requests in the current window
 //	<prefix>bans                    zset    index of active bans: member client, score
 //	                                        = expiry (unix ms); pruned on every ban
-//	<prefix>cidrbans                zset    operator range bans: member CIDR, score = expiry
-//	<prefix>cidrbans:info           hash    CIDR -> "reason<TAB>replica<TAB>created_ms"
+//	<prefix>cidrbans                hash    operator range bans: CIDR ->
+//	                                        "until_ms<TAB>created_ms<TAB>replica<TAB>reason";
+//	                                        TTL = the longest range ban
 //	<prefix>events                  stream  security events (see the events writer)
 //	<prefix>bans:events             channel pub/sub: ban and unban notifications
 //
@@ -68,11 +69,8 @@ func (k Keys) Invalid(client string) string { return k.tagged("enum", client) }
 // BanIndex is the sorted set of active bans.
 func (k Keys) BanIndex() string { return k.prefix + "bans" }
 
-// CIDRBans is the sorted set of range bans.
+// CIDRBans is the hash of range bans.
 func (k Keys) CIDRBans() string { return k.prefix + "cidrbans" }
-
-// CIDRBanInfo is the hash describing range bans.
-func (k Keys) CIDRBanInfo() string { return k.prefix + "cidrbans:info" }
 
 // BanChannel is the pub/sub channel for ban and unban notifications.
 func (k Keys) BanChannel() string { return k.prefix + "bans:events" }

@@ -17,6 +17,7 @@ import (
 	"math"
 	"net/netip"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -724,7 +725,9 @@ func (s *Redis) SubscribeBans(ctx context.Context, fn func(detections.BanEvent))
 }
 
 // BanCIDR bans a whole range (operator action). Range bans are few; every
-// replica keeps them in memory and reloads them when notified.
+// replica keeps them in memory and reloads them when notified. They live in
+// one hash, so the write, the pruning of expired ranges and the key's TTL
+// are one atomic script.
 func (s *Redis) BanCIDR(ctx context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (detections.Ban, error) {
 	if err := s.begin(); err != nil {
 		return detections.Ban{}, err
@@ -733,26 +736,13 @@ func (s *Redis) BanCIDR(ctx context.Context, prefix netip.Prefix, dur time.Durat
 		return detections.Ban{}, errors.New("ban: duration must be > 0")
 	}
 	p := prefix.Masked().String()
-	now := time.Now()
-	until := now.Add(dur)
-	pipe := s.rdb.Pipeline()
-	pipe.ZAdd(ctx, s.keys.CIDRBans(), redis.Z{Score: float64(until.UnixMilli()), Member: p})
-	pipe.ZRemRangeByScore(ctx, s.keys.CIDRBans(), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
-	pipe.HSet(ctx, s.keys.CIDRBanInfo(), p, reason+"\t"+replica+"\t"+strconv.FormatInt(now.UnixMilli(), 10))
-	ttl := pipe.PTTL(ctx, s.keys.CIDRBans())
-	pipe.Publish(ctx, s.keys.BanChannel(), "cidr "+p)
-	_, err := pipe.Exec(ctx)
+	v, err := cidrBanScript.Run(ctx, s.rdb, []string{s.keys.CIDRBans()}, p, dur.Milliseconds(), reason, replica).Int64Slice()
 	if err = s.end("ban cidr", err); err != nil {
 		return detections.Ban{}, err
 	}
-	// Keep both keys alive as long as the longest range ban.
-	if ttl.Val() < dur {
-		pipe := s.rdb.Pipeline()
-		pipe.PExpire(ctx, s.keys.CIDRBans(), dur)
-		pipe.PExpire(ctx, s.keys.CIDRBanInfo(), dur)
-		if _, err := pipe.Exec(ctx); s.end("ban cidr", err) != nil {
-			return detections.Ban{}, s.end("ban cidr", err)
-		}
+	now, until := time.UnixMilli(v[0]), time.UnixMilli(v[1])
+	if err := s.end("ban cidr", s.rdb.Publish(ctx, s.keys.BanChannel(), "cidr "+p).Err()); err != nil {
+		return detections.Ban{}, err
 	}
 	return detections.Ban{Client: p, CIDR: true, Reason: reason, Detection: "admin", Replica: replica,
 		FirstSeen: now, LastSeen: now, Until: until, TTL: dur, Count: 1, New: true}, nil
@@ -765,8 +755,7 @@ func (s *Redis) UnbanCIDR(ctx context.Context, prefix netip.Prefix) (bool, error
 	}
 	p := prefix.Masked().String()
 	pipe := s.rdb.Pipeline()
-	n := pipe.ZRem(ctx, s.keys.CIDRBans(), p)
-	pipe.HDel(ctx, s.keys.CIDRBanInfo(), p)
+	n := pipe.HDel(ctx, s.keys.CIDRBans(), p)
 	pipe.Publish(ctx, s.keys.BanChannel(), "cidr "+p)
 	_, err := pipe.Exec(ctx)
 	if err = s.end("unban cidr", err); err != nil {
@@ -780,32 +769,41 @@ func (s *Redis) ListCIDRBans(ctx context.Context) ([]detections.Ban, error) {
 	if err := s.begin(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	// Expiry is judged on the Redis clock that wrote it, not this host's.
 	pipe := s.rdb.Pipeline()
-	zs := pipe.ZRangeByScoreWithScores(ctx, s.keys.CIDRBans(), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"})
-	info := pipe.HGetAll(ctx, s.keys.CIDRBanInfo())
+	hc := pipe.HGetAll(ctx, s.keys.CIDRBans())
+	tc := pipe.Time(ctx)
 	_, err := pipe.Exec(ctx)
 	if err = s.end("list cidr bans", err); err != nil {
 		return nil, err
 	}
-	out := make([]detections.Ban, 0, len(zs.Val()))
-	for _, z := range zs.Val() {
-		p, _ := z.Member.(string)
-		until := time.UnixMilli(int64(z.Score))
-		out = append(out, cidrBan(p, until, info.Val()[p], now))
+	h, now := hc.Val(), tc.Val()
+	out := make([]detections.Ban, 0, len(h))
+	for p, v := range h {
+		if b, ok := cidrBan(p, v, now); ok {
+			out = append(out, b)
+		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Client < out[j].Client })
 	return out, nil
 }
 
-func cidrBan(p string, until time.Time, info string, now time.Time) detections.Ban {
-	f := strings.SplitN(info, "\t", 3)
-	b := detections.Ban{Client: p, CIDR: true, Detection: "admin", Until: until, TTL: until.Sub(now), Count: 1}
-	if len(f) == 3 {
-		ms, _ := strconv.ParseInt(f[2], 10, 64)
-		b.Reason, b.Replica, b.FirstSeen = f[0], f[1], time.UnixMilli(ms)
-		b.LastSeen = b.FirstSeen
+// cidrBan decodes "until_ms<TAB>created_ms<TAB>replica<TAB>reason"; expired
+// entries are reported as absent.
+func cidrBan(p, v string, now time.Time) (detections.Ban, bool) {
+	f := strings.SplitN(v, "\t", 4)
+	if len(f) != 4 {
+		return detections.Ban{}, false
 	}
-	return b
+	untilMS, _ := strconv.ParseInt(f[0], 10, 64)
+	createdMS, _ := strconv.ParseInt(f[1], 10, 64)
+	until := time.UnixMilli(untilMS)
+	if !now.Before(until) {
+		return detections.Ban{}, false
+	}
+	created := time.UnixMilli(createdMS)
+	return detections.Ban{Client: p, CIDR: true, Detection: "admin", Until: until, TTL: until.Sub(now), Count: 1,
+		Replica: f[2], Reason: f[3], FirstSeen: created, LastSeen: created}, true
 }
 
 // encodeBanEvent writes "ban <client> <until_ms>" or "unban <client>"; a

@@ -162,3 +162,27 @@ if redis.call("PTTL", KEYS[1]) < left then
 end
 return 1
 `)
+
+// cidrBanScript records a range ban in the one hash of range bans, prunes
+// expired ranges and keeps the hash alive as long as its longest ban.
+//
+// KEYS: cidrbans. ARGV: cidr, duration_ms, reason, replica.
+// Returns {now_ms, until_ms}.
+var cidrBanScript = redis.NewScript(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = now + tonumber(ARGV[2])
+local longest = expires
+local all = redis.call("HGETALL", KEYS[1])
+for i = 1, #all, 2 do
+  local u = tonumber(string.match(all[i + 1], "^(%d+)"))
+  if u == nil or u <= now then
+    redis.call("HDEL", KEYS[1], all[i])
+  elseif u > longest then
+    longest = u
+  end
+end
+redis.call("HSET", KEYS[1], ARGV[1], string.format("%d\t%d\t%s\t%s", expires, now, ARGV[4], ARGV[3]))
+redis.call("PEXPIRE", KEYS[1], longest - now)
+return {now, expires}
+`)

@@ -479,3 +479,85 @@ detections:
 	}
 	t.Logf("%d requests during two reloads, %d failed", total, failed)
 }
+
+func TestReloadOnFileChange(t *testing.T) {
+	cfgPath := writeConfig(t, "detections:\n  payload:\n    patterns: [\"first-word\"]\n")
+	s := startStack(t, cfgPath, "GATEWAY_TRUSTED_PROXIES=127.0.0.1/32")
+	c := client("127.0.0.1")
+	hit := func(word string, ip string) int {
+		code, _ := call(t, c, "GET", "http://"+s.gw+"/api/endpoint?q="+word, "", "X-Forwarded-For", ip)
+		return code
+	}
+	if hit("second-word", "198.51.100.1") != 200 {
+		t.Fatal("second-word blocked before the change")
+	}
+	time.Sleep(1100 * time.Millisecond) // a new mtime second on coarse file systems
+	if err := os.WriteFile(cfgPath, []byte("detections:\n  payload:\n    patterns: [\"first-word\", \"second-word\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 2; hit("second-word", fmt.Sprintf("198.51.100.%d", i)) != 403; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("file change not picked up: %s", s.proc.output())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(s.proc.output(), `"trigger":"file_changed"`) {
+		t.Error("no file_changed reload logged")
+	}
+}
+
+// TestPrototypeOnRedis: examples/prototype.yaml on two gateways sharing one
+// real Redis behaves like the prototype, as one: 5 requests a minute, then
+// 403; 5 invalid requests, then 403.
+func TestPrototypeOnRedis(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not installed; CI installs it")
+	}
+	redisAddr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(redisAddr)
+	r := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Process.Kill(); _ = r.Wait() })
+	prototype := filepath.Join("..", "..", "examples", "prototype.yaml")
+	a := startStack(t, prototype, "REDIS_URL=redis://"+redisAddr)
+	b := startStack(t, prototype, "REDIS_URL=redis://"+redisAddr)
+	c := client("127.0.0.1")
+	var codes []int
+	for i := 0; i < 7; i++ {
+		gw := []*stack{a, b}[i%2].gw
+		code, _ := call(t, c, "GET", "http://"+gw+"/api/endpoint", "")
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[200 200 200 200 200 403 403]" {
+		t.Errorf("rate limit across two gateways: %v", codes)
+	}
+	// Invalid requests, counted once across both gateways.
+	redisCLI := func(args ...string) string {
+		out, err := exec.Command("redis-cli", append([]string{"-p", port}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-cli %v: %v %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	// Fresh state (and fresh gateways: each replica remembers for up to
+	// Retry-After that 127.0.0.1 is over its limit).
+	redisCLI("FLUSHALL")
+	a = startStack(t, prototype, "REDIS_URL=redis://"+redisAddr)
+	b = startStack(t, prototype, "REDIS_URL=redis://"+redisAddr)
+	codes = nil
+	for i := 0; i < 6; i++ {
+		gw := []*stack{a, b}[i%2].gw
+		code, _ := call(t, c, "GET", fmt.Sprintf("http://%s/admin/%d", gw, i), "")
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[404 404 404 404 404 403]" {
+		t.Errorf("invalid requests across two gateways: %v", codes)
+	}
+	if got := redisCLI("GET", "gw:enum:{127.0.0.1}"); got != "6" {
+		t.Errorf("shared invalid counter = %q, want 6", got)
+	}
+}

@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	defPath, _ := getenv("GATEWAY_CONFIG")
 	path := fs.String("config", defPath, "YAML config file (env GATEWAY_CONFIG); empty: defaults and environment only")
 	check := fs.Bool("check-config", false, "validate the config and exit (non-zero with the errors)")
+	watch := fs.Duration("watch", 2*time.Second, "reload the config file when it changes, checking this often (0: only on SIGHUP)")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -200,6 +201,11 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		}()
 	}
 
+	changed := make(chan struct{}, 1)
+	if *path != "" && *watch > 0 {
+		wg.Go(func() { watchFile(bg, *path, *watch, changed) })
+	}
+
 	var runErr error
 loop:
 	for {
@@ -210,7 +216,9 @@ loop:
 			runErr = err
 			break loop
 		case <-reload:
-			reloadConfig(ctx, *path, getenv, cfg, g, level, metrics, log, st)
+			reloadConfig(ctx, *path, getenv, cfg, g, level, metrics, log, st, "sighup")
+		case <-changed:
+			reloadConfig(ctx, *path, getenv, cfg, g, level, metrics, log, st, "file_changed")
 		}
 	}
 
@@ -311,7 +319,7 @@ func buildPolicy(cfg *config.Loaded) (*gateway.Policy, error) {
 
 // reloadConfig re-reads the file; an invalid one is rejected and the running
 // config stays.
-func reloadConfig(ctx context.Context, path string, getenv func(string) (string, bool), old *config.Loaded, g *gateway.Gateway, level *slog.LevelVar, m *gateway.Metrics, log *slog.Logger, st sharedStore) {
+func reloadConfig(ctx context.Context, path string, getenv func(string) (string, bool), old *config.Loaded, g *gateway.Gateway, level *slog.LevelVar, m *gateway.Metrics, log *slog.Logger, st sharedStore, trigger string) {
 	start := time.Now()
 	memFallback := store.NewMemory(store.DefaultMemoryConfig())
 	next, err := config.Load(path, getenv, specs(deps{counter: st, fallback: memFallback}))
@@ -324,7 +332,7 @@ func reloadConfig(ctx context.Context, path string, getenv func(string) (string,
 	}
 	if err != nil {
 		m.ObserveReload(false)
-		log.LogAttrs(ctx, slog.LevelError, "config_reload_failed", slog.String("config", displayPath(path)),
+		log.LogAttrs(ctx, slog.LevelError, "config_reload_failed", slog.String("config", displayPath(path)), slog.String("trigger", trigger),
 			slog.String("error", err.Error()), slog.String("detail", "the running configuration stays in force"))
 		return
 	}
@@ -337,11 +345,43 @@ func reloadConfig(ctx context.Context, path string, getenv func(string) (string,
 		next.MaxBodyBytes != old.MaxBodyBytes {
 		restart = append(restart, "listen, upstream, redis.url, admin.listen, trusted_proxies and max_body_bytes need a restart")
 	}
-	attrs := []slog.Attr{slog.String("config", displayPath(path)), slog.Any("chain", chainNames(pol.Chain)), slog.Duration("took", time.Since(start))}
+	attrs := []slog.Attr{slog.String("config", displayPath(path)), slog.String("trigger", trigger), slog.Any("chain", chainNames(pol.Chain)), slog.Duration("took", time.Since(start))}
 	if len(restart) > 0 {
 		attrs = append(attrs, slog.Any("not_applied", restart))
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "config_reloaded", attrs...)
+}
+
+// watchFile signals changed when the file's size or modification time
+// changes. Polling costs one stat every interval and works on every file
+// system (bind mounts and ConfigMaps included, where inotify is unreliable).
+func watchFile(ctx context.Context, path string, every time.Duration, changed chan<- struct{}) {
+	stamp := func() (time.Time, int64) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	mt, sz := stamp()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m, s := stamp()
+		if s < 0 || (m.Equal(mt) && s == sz) {
+			continue
+		}
+		mt, sz = m, s
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // watchStore pings the store every second: it closes the circuit as soon as
