@@ -38,7 +38,6 @@ type Metrics struct {
 	eventsWritten   prometheus.Counter
 	eventsDropped   *prometheus.CounterVec
 	reloads         *prometheus.CounterVec
-	banCacheSize    prometheus.GaugeFunc
 
 	// Pre-resolved children for the per-request path (no map lookups).
 	reqProxied, reqBlocked, reqBanned prometheus.Counter
