@@ -2,16 +2,30 @@
 // analysers match against, undoing the encodings attackers use to slip a
 // payload past a filter. Every step is bounded in passes and in input size,
 // and works in caller-owned buffers so clean input costs no allocation.
+//
+// The pipeline, in the order Buffer applies it:
+//
+//  1. Decode: URL escapes (%XX, %uXXXX, repeatedly), HTML and XML character
+//     references, JavaScript escapes (\uXXXX, \u{...}, \xXX), then overlong
+//     UTF-8, repeated until nothing changes or MaxPasses rounds are done.
+//  2. Fold: Unicode NFKC, lower case, control bytes removed, whitespace runs
+//     collapsed.
+//  3. Forms for one kind of analyser, each computed only when asked for:
+//     SQL (comments removed from the folded text), Path (separators and dot
+//     look-alikes canonicalised) and Base64 (the text inside a value that is
+//     plainly base64).
 package normalize
 
 import (
+	"bytes"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/text/unicode/norm"
 )
 
-// MaxPasses bounds repeated URL decoding: "%2525252e" needs several passes,
-// but a hostile value must not cost more than this many.
+// MaxPasses bounds repeated decoding: "%2525252e" needs several passes, but
+// a hostile value must not cost more than this many.
 const MaxPasses = 4
 
 // MaxInput bounds the bytes of one value that are normalised; the rest is
@@ -20,39 +34,101 @@ const MaxPasses = 4
 const MaxInput = 256 << 10
 
 // Buffer holds scratch space reused between calls on one goroutine. The zero
-// value is ready to use. Slices returned by its methods alias the buffer and
-// are valid until the next call.
+// value is ready to use. Slices returned by its methods alias the buffer (or,
+// for clean input, the argument) and are valid until the next call of the
+// same method; callers must not modify them.
 type Buffer struct {
 	a, b, c []byte
+	sql     []byte
+	path    []byte
+	b64     []byte
+	// it lives in the Buffer because a norm.Iter escapes to the heap: kept
+	// here, it is allocated once with the Buffer instead of once per call.
+	it norm.Iter
 }
 
-// Decode returns s with URL escapes (%XX, %uXXXX), HTML character
-// references, overlong UTF-8 and NUL bytes undone, repeating URL decoding
-// until nothing changes or MaxPasses is reached. When plus is set, '+' means
-// a space (query strings and form bodies). Case is preserved.
+// Decode returns s with URL escapes (%XX, %uXXXX), HTML and XML character
+// references, JavaScript escapes and overlong UTF-8 undone, repeating until
+// nothing changes or MaxPasses rounds are done. When plus is set, '+' means
+// a space (query strings and form bodies) in the first round. Case is
+// preserved. Input that holds nothing to decode is returned as is, without a
+// copy.
 func (b *Buffer) Decode(s string, plus bool) []byte {
 	if len(s) > MaxInput {
 		s = s[:MaxInput]
 	}
+	if !needsDecode(s, plus) {
+		return unsafe.Slice(unsafe.StringData(s), len(s))
+	}
 	b.a = append(b.a[:0], s...)
 	for pass := 0; pass < MaxPasses; pass++ {
-		var changed bool
-		b.b, changed = URLDecode(b.b[:0], b.a, plus && pass == 0)
-		b.a, b.b = b.b, b.a
-		if !changed {
+		var changed, any bool
+		// Each step runs only when its introducer is present: most values
+		// need one kind of decoding, not all four.
+		for i := 0; i < MaxPasses && (bytes.IndexByte(b.a, '%') >= 0 || plus && pass == 0 && i == 0); i++ {
+			b.b, changed = URLDecode(b.b[:0], b.a, plus && pass == 0 && i == 0)
+			if !changed {
+				break
+			}
+			b.a, b.b, any = b.b, b.a, true
+		}
+		if bytes.IndexByte(b.a, '&') >= 0 {
+			if b.b, changed = HTMLUnescape(b.b[:0], b.a); changed {
+				b.a, b.b, any = b.b, b.a, true
+			}
+		}
+		if bytes.IndexByte(b.a, '\\') >= 0 {
+			if b.b, changed = JSUnescape(b.b[:0], b.a); changed {
+				b.a, b.b, any = b.b, b.a, true
+			}
+		}
+		if hasOverlongLead(b.a) {
+			if b.b, changed = FixOverlong(b.b[:0], b.a); changed {
+				b.a, b.b, any = b.b, b.a, true
+			}
+		}
+		if !any || !needsDecode(unsafe.String(unsafe.SliceData(b.a), len(b.a)), false) {
 			break
 		}
 	}
-	var changed bool
-	b.b, changed = HTMLUnescape(b.b[:0], b.a)
-	if changed {
-		b.a, b.b = b.b, b.a
-	}
-	b.b, changed = FixOverlong(b.b[:0], b.a)
-	if changed {
-		b.a, b.b = b.b, b.a
-	}
 	return b.a
+}
+
+// decodeIntroducers marks the bytes that start something Decode undoes:
+// 1 always, 2 only when '+' means a space.
+var decodeIntroducers = func() (t [256]uint8) {
+	for _, c := range []byte{'%', '&', '\\', 0xc0, 0xc1, 0xe0, 0xf0, 0xf8, 0xfc} {
+		t[c] = 1
+	}
+	t['+'] = 2
+	return t
+}()
+
+// NeedsDecode reports whether Decode(s, plus) would change s.
+func NeedsDecode(s string, plus bool) bool { return needsDecode(s, plus) }
+
+func hasOverlongLead(b []byte) bool {
+	for _, c := range b {
+		if c >= 0xc0 && decodeIntroducers[c] == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// needsDecode reports whether s holds anything Decode would change: an
+// escape introducer or a lead byte of an overlong sequence.
+func needsDecode(s string, plus bool) bool {
+	var want uint8 = 1
+	if plus {
+		want = 3
+	}
+	for i := 0; i < len(s); i++ {
+		if decodeIntroducers[s[i]]&want != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Fold returns src lower-cased (Unicode NFKC first when src is not ASCII, so
@@ -61,43 +137,97 @@ func (b *Buffer) Decode(s string, plus bool) []byte {
 // result uses the Buffer's third slice, so it may be called on the result of
 // Decode.
 func (b *Buffer) Fold(src []byte) []byte {
-	ascii := true
-	for _, c := range src {
+	if len(src) > MaxInput {
+		src = src[:MaxInput]
+	}
+	// ASCII fast path: one table lookup per byte into a buffer sized once.
+	if cap(b.c) < len(src) {
+		b.c = make([]byte, 0, len(src)+len(src)/4)
+	}
+	dst := b.c[:len(src)]
+	n := 0
+	space := false
+	for i := 0; i < len(src); i++ {
+		c := src[i]
 		if c >= utf8.RuneSelf {
-			ascii = false
-			break
+			b.c = dst[:n]
+			return b.foldSlow(src, i, space)
+		}
+		switch t := foldASCII[c]; t {
+		case foldSpace:
+			if !space {
+				dst[n] = ' '
+				n++
+				space = true
+			}
+		case foldDrop:
+		default:
+			dst[n] = t
+			n++
+			space = false
 		}
 	}
-	if !ascii {
-		b.c = norm.NFKC.Append(b.c[:0], src...)
-		src = append(b.b[:0], b.c...)
-		b.b = src
+	b.c = dst[:n]
+	return b.c
+}
+
+const (
+	foldDrop  = 0x00 // control bytes: removed
+	foldSpace = 0x01 // whitespace: collapsed
+)
+
+// foldASCII maps an ASCII byte to its folded form, foldDrop or foldSpace.
+var foldASCII = func() (t [utf8.RuneSelf]byte) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = byte(c)
+		if 'A' <= c && c <= 'Z' {
+			t[c] = byte(c + 'a' - 'A')
+		}
 	}
-	dst := b.c[:0]
-	space := false
-	for i := 0; i < len(src); {
+	for _, c := range []byte{' ', '\t', '\n', '\r', '\v', '\f'} {
+		t[c] = foldSpace
+	}
+	return t
+}()
+
+// foldSlow folds src from the first non-ASCII byte at i on, with the
+// ASCII prefix already in b.c.
+func (b *Buffer) foldSlow(src []byte, i int, space bool) []byte {
+	if norm.NFKC.QuickSpan(src) < len(src) {
+		// Most non-ASCII text is in NFKC already; only compatibility
+		// forms (fullwidth letters, ligatures, superscripts) need this.
+		// An Iter, unlike Form.Append, needs no allocation per call.
+		b.it.Init(norm.NFKC, src)
+		nf := b.b[:0]
+		for !b.it.Done() {
+			nf = append(nf, b.it.Next()...)
+		}
+		b.b = nf
+		// Start over on the normalised text.
+		src, i, space = nf, 0, false
+		b.c = b.c[:0]
+	}
+	dst := b.c
+	for i < len(src) {
 		c := src[i]
 		if c < utf8.RuneSelf {
 			i++
-			switch {
-			case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f':
+			switch t := foldASCII[c]; t {
+			case foldSpace:
 				if !space {
 					dst = append(dst, ' ')
 					space = true
 				}
-				continue
-			case c < 0x20 || c == 0x7f:
-				continue // NUL and control bytes split keywords in some parsers
-			case 'A' <= c && c <= 'Z':
-				c += 'a' - 'A'
+			case foldDrop:
+			default:
+				dst = append(dst, t)
+				space = false
 			}
-			dst = append(dst, c)
-			space = false
 			continue
 		}
 		r, n := utf8.DecodeRune(src[i:])
 		i += n
-		if r == 0xa0 || r == 0x1680 || (r >= 0x2000 && r <= 0x200a) || r == 0x2028 || r == 0x2029 || r == 0x202f || r == 0x205f || r == 0x3000 {
+		if isUnicodeSpace(r) {
 			if !space {
 				dst = append(dst, ' ')
 				space = true
@@ -113,6 +243,10 @@ func (b *Buffer) Fold(src []byte) []byte {
 	}
 	b.c = dst
 	return dst
+}
+
+func isUnicodeSpace(r rune) bool {
+	return r == 0x85 || r == 0xa0 || r == 0x1680 || (r >= 0x2000 && r <= 0x200a) || r == 0x2028 || r == 0x2029 || r == 0x202f || r == 0x205f || r == 0x3000
 }
 
 func toLower(r rune) rune {
@@ -143,6 +277,18 @@ func unhex(c byte) (byte, bool) {
 func URLDecode(dst, src []byte, plus bool) ([]byte, bool) {
 	changed := false
 	for i := 0; i < len(src); i++ {
+		// Copy the run up to the next escape (or '+') in one go.
+		var j int
+		if plus {
+			j = bytes.IndexAny(src[i:], "%+")
+		} else {
+			j = bytes.IndexByte(src[i:], '%')
+		}
+		if j < 0 {
+			return append(dst, src[i:]...), changed
+		}
+		dst = append(dst, src[i:i+j]...)
+		i += j
 		c := src[i]
 		switch {
 		case c == '+' && plus:
@@ -186,39 +332,93 @@ func hex4(b []byte) (rune, bool) {
 }
 
 // FixOverlong appends src to dst with overlong UTF-8 encodings of ASCII
-// (C0 AE, E0 80 AE, F0 80 80 AE for '.') replaced by the ASCII byte they
+// punctuation, digits and controls (C0 AE, E0 80 AE, F0 80 80 AE,
+// F8 80 80 80 AE, FC 80 80 80 80 AE for '.') replaced by the byte they
 // spell; Go's UTF-8 decoder rejects them, but some servers historically did
-// not. It reports whether anything changed.
+// not. Overlong letters are left alone (see below). It reports whether
+// anything changed.
 func FixOverlong(dst, src []byte) ([]byte, bool) {
 	changed := false
 	for i := 0; i < len(src); i++ {
 		c := src[i]
-		switch {
-		case (c == 0xc0 || c == 0xc1) && i+1 < len(src) && src[i+1]&0xc0 == 0x80:
-			dst = append(dst, (c&0x1f)<<6|src[i+1]&0x3f)
-			i++
-			changed = true
-		case c == 0xe0 && i+2 < len(src) && src[i+1]&0xe0 == 0x80 && src[i+2]&0xc0 == 0x80:
-			dst = append(dst, (src[i+1]&0x3f)<<6|src[i+2]&0x3f)
-			i += 2
-			changed = true
-		case c == 0xf0 && i+3 < len(src) && src[i+1]&0xf0 == 0x80 && src[i+2]&0xc0 == 0x80 && src[i+3]&0xc0 == 0x80:
-			dst = append(dst, (src[i+2]&0x3f)<<6|src[i+3]&0x3f)
-			i += 3
-			changed = true
-		default:
-			dst = append(dst, c)
+		var n int
+		switch c {
+		case 0xc0, 0xc1:
+			n = 1
+		case 0xe0:
+			n = 2
+		case 0xf0:
+			n = 3
+		case 0xf8:
+			n = 4
+		case 0xfc:
+			n = 5
 		}
+		if n == 0 || i+n >= len(src) || !overlongTail(src[i+1:i+1+n], c) {
+			dst = append(dst, c)
+			continue
+		}
+		// The last two bytes carry the ASCII value; the ones between are
+		// 0x80 padding.
+		last := src[i+n]
+		var v byte
+		if n == 1 {
+			v = (c&0x1f)<<6 | last&0x3f
+		} else {
+			v = (src[i+n-1]&0x3f)<<6 | last&0x3f
+		}
+		if 'a' <= v|0x20 && v|0x20 <= 'z' {
+			// Decoders disagree on overlong letters: strict ones reject
+			// them, lenient ones read "%c1%af" as 'o' or as '/'. Left as
+			// they are, they read as junk (a separator in Path).
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, v)
+		i += n
+		changed = true
 	}
 	return dst, changed
 }
 
+// overlongTail reports whether tail (the bytes after lead byte c) are the
+// continuation bytes of an overlong encoding of an ASCII byte.
+func overlongTail(tail []byte, c byte) bool {
+	for _, t := range tail {
+		if t&0xc0 != 0x80 {
+			return false
+		}
+	}
+	switch len(tail) {
+	case 1:
+		return true
+	case 2:
+		return tail[0]&0xe0 == 0x80 // E0 80..9F: value < 0x800
+	default:
+		// F0 80 80 xx and longer: every byte but the last two is 0x80, and
+		// the second-last carries at most one bit so the value is ASCII.
+		for _, t := range tail[:len(tail)-2] {
+			if t != 0x80 {
+				return false
+			}
+		}
+		return tail[len(tail)-2]&0x3e == 0
+	}
+}
+
 // HTMLUnescape appends src to dst with numeric character references
 // (&#60; &#x3c;, with or without ';', leading zeros allowed) and the common
-// named references decoded. It reports whether anything changed.
+// named references (including the five XML ones) decoded. It reports
+// whether anything changed.
 func HTMLUnescape(dst, src []byte) ([]byte, bool) {
 	changed := false
 	for i := 0; i < len(src); i++ {
+		j := bytes.IndexByte(src[i:], '&')
+		if j < 0 {
+			return append(dst, src[i:]...), changed
+		}
+		dst = append(dst, src[i:i+j]...)
+		i += j
 		c := src[i]
 		if c != '&' || i+2 >= len(src) {
 			dst = append(dst, c)
@@ -286,8 +486,26 @@ var namedEntities = []struct {
 	{"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"amp", '&'},
 }
 
+// entitiesByLetter indexes namedEntities by first letter: most '&' are
+// query separators followed by a parameter name, and each should cost a
+// look at one short list.
+var entitiesByLetter = func() (idx [26][]int) {
+	for i, e := range namedEntities {
+		idx[e.name[0]-'a'] = append(idx[e.name[0]-'a'], i)
+	}
+	return idx
+}()
+
 func namedEntity(s []byte) (rune, int) {
-	for _, e := range namedEntities {
+	if len(s) == 0 {
+		return 0, 0
+	}
+	c := s[0] | 0x20
+	if c < 'a' || c > 'z' {
+		return 0, 0
+	}
+	for _, k := range entitiesByLetter[c-'a'] {
+		e := &namedEntities[k]
 		if len(s) >= len(e.name) && equalFoldASCII(s[:len(e.name)], e.name) {
 			return e.r, len(e.name)
 		}

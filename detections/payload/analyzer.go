@@ -1,6 +1,10 @@
 package payload
 
 import (
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
 	"github.com/rampartgw/rampart/detections"
 	"github.com/rampartgw/rampart/detections/normalize"
 )
@@ -16,7 +20,7 @@ const (
 
 // Finding is one analyser match.
 type Finding struct {
-	// Rule is the stable rule id, e.g. "sqli" or "traversal-encoded".
+	// Rule is the stable rule id, e.g. "sqli" or "traversal-sensitive-file".
 	Rule string
 	// Score is the anomaly score the match adds.
 	Score int
@@ -32,6 +36,14 @@ type Analyzer interface {
 	Name() string
 	// Analyze returns the strongest finding for in, if any.
 	Analyze(in *Input) (Finding, bool)
+}
+
+// needer is optionally implemented by analysers that can only find
+// something in values holding a byte of some class (cls*): the detection
+// then skips them, without a call, on fields without one. The analyser
+// still checks for itself; this only saves the call.
+type needer interface {
+	needs() uint64
 }
 
 // RequestAnalyzer is optionally implemented by analysers that look at the
@@ -51,24 +63,192 @@ type Input struct {
 	buf     *normalize.Buffer
 	decoded []byte
 	folded  []byte
-	done    uint8
+	sql     []byte
+	path    []byte
+	b64     []byte
+	done    uint16
+	binary  bool
+	noisy   bool
+	classes uint64
+
+	// Per request: whether the raw body is binary, computed on first use.
+	bodyChecked, bodyBinary bool
+
+	// sub is a nested input for parts of this value (XML text nodes,
+	// base64 content), with its own scratch buffer.
+	sub      *Input
+	subField detections.Field
+	subBuf   normalize.Buffer
 }
 
 const (
-	doneDecoded uint8 = 1 << iota
+	doneDecoded uint16 = 1 << iota
 	doneFolded
+	doneSQL
+	donePath
+	doneBase64
+	doneBinary
+	doneNoisy
+	doneClasses
 )
 
 func (in *Input) reset(f *detections.Field) {
-	in.Field, in.decoded, in.folded, in.done = f, nil, nil, 0
+	in.Field, in.decoded, in.folded, in.sql, in.path, in.b64, in.done = f, nil, nil, nil, nil, nil, 0
 }
 
-// Decoded returns the field's value with URL escapes (repeatedly), HTML
-// character references and overlong UTF-8 undone; case is preserved.
+// startRequest resets the per-request state for r.
+func (in *Input) startRequest(r *detections.Request) {
+	in.Request, in.bodyChecked, in.bodyBinary = r, false, false
+}
+
+// Sub returns an Input for value, a part of this field (an XML text node,
+// the text inside a base64 value), normalised the same way. It shares the
+// field's metadata and is valid until the next call of Sub.
+func (in *Input) Sub(value string) *Input {
+	if in.sub == nil {
+		in.sub = &Input{}
+		in.sub.buf = &in.sub.subBuf
+	}
+	// The per-request state is the parent's, computed once per request
+	// (not once per part: an XML body has thousands).
+	if !in.bodyChecked && in.Request != nil {
+		in.bodyChecked, in.bodyBinary = true, isBinary(in.Request.Body)
+	}
+	in.sub.Request, in.sub.bodyChecked, in.sub.bodyBinary = in.Request, true, in.bodyBinary
+	in.sub.subField = *in.Field
+	in.sub.subField.Value = value
+	in.sub.reset(&in.sub.subField)
+	return in.sub
+}
+
+// Classes returns the union of the byte classes (cls*) in the decoded
+// value, computed once per field.
+//
+// It also decodes: the classes of the raw value tell whether there is
+// anything to decode (an escape introducer or a byte >= 0x80); when there
+// is not, the decoded value is the raw one and one pass did both jobs.
+func (in *Input) Classes() uint64 {
+	if in.done&doneClasses == 0 {
+		in.done |= doneClasses | doneDecoded
+		v := in.Field.Value
+		if len(v) > normalize.MaxInput {
+			v = v[:normalize.MaxInput]
+		}
+		raw := unsafe.Slice(unsafe.StringData(v), len(v))
+		in.classes = byteClasses(raw)
+		introducers := clsPercent | clsAmp | clsBackslash | clsHigh
+		if in.Field.Plus {
+			introducers |= clsPlus
+		}
+		if in.classes&introducers == 0 {
+			in.decoded = raw
+		} else {
+			in.decoded = in.buf.Decode(in.Field.Value, in.Field.Plus)
+			in.classes = byteClasses(in.decoded)
+		}
+	}
+	return in.classes
+}
+
+// Has reports whether the decoded value holds a byte of any class in mask.
+func (in *Input) Has(mask uint64) bool { return in.Classes()&mask != 0 }
+
+// Binary reports whether the decoded value is binary data rather than text
+// (compressed or image bodies sent without a content type, protobuf): at
+// least 256 bytes, more than one in eight of them control bytes or invalid
+// UTF-8. Text analysers skip binary values: their markup and quote
+// characters are noise. Short values full of such bytes are evasions
+// ("..%c0%af"), not binary data, and stay subject to every analyser.
+//
+// Form and multipart fields cut out of a binary body (a protobuf or
+// compressed payload sent as a form) are binary too, however short.
+func (in *Input) Binary() bool {
+	if in.done&doneBinary == 0 {
+		in.done |= doneBinary
+		in.binary = isBinary(in.Decoded())
+		if !in.binary && in.Request != nil && (in.Field.Kind == detections.FieldForm || in.Field.Kind == detections.FieldMultipart) {
+			if !in.bodyChecked {
+				in.bodyChecked = true
+				in.bodyBinary = isBinary(in.Request.Body)
+			}
+			in.binary = in.bodyBinary
+		}
+	}
+	return in.binary
+}
+
+func isBinary(b []byte) bool {
+	if len(b) < 256 {
+		return false
+	}
+	bad := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f {
+				bad++
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		// Invalid UTF-8, replacement characters and C1 controls: what
+		// bytes look like after a lossy conversion to text.
+		if r == utf8.RuneError || (r >= 0x80 && r < 0xa0) {
+			bad++
+		}
+		i += n
+	}
+	return bad >= 4 && bad*8 > len(b)
+}
+
+// Noisy reports whether the value looks like random printable data (bot
+// sensor payloads, encrypted tokens): at least 64 bytes using 20 or more
+// distinct ASCII punctuation characters. Injections are built from a few
+// kinds of punctuation; noise uses all of them. Analysers drop their weak,
+// sub-threshold signals on noisy values (see weak), never their critical
+// ones, so appending noise to a payload does not hide it.
+func (in *Input) Noisy() bool {
+	if in.done&doneNoisy == 0 {
+		in.done |= doneNoisy
+		in.noisy = isNoisy(in.Decoded())
+	}
+	return in.noisy
+}
+
+func isNoisy(f []byte) bool {
+	if len(f) < 64 {
+		return false
+	}
+	var seen byteSet
+	n := 0
+	for _, c := range f {
+		if c > ' ' && c < 0x7f && !isWordByte(c) && !seen.has(c) {
+			seen[c>>6] |= 1 << (c & 63)
+			n++
+			if n >= 20 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// weak returns a sub-threshold finding unless the value is noise, where
+// such signals are chance.
+func (in *Input) weak(f Finding) (Finding, bool) {
+	if in.Noisy() {
+		return Finding{}, false
+	}
+	return f, true
+}
+
+// Decoded returns the field's value with URL escapes (repeatedly), HTML and
+// XML character references, JavaScript escapes and overlong UTF-8 undone;
+// case is preserved. It may alias the field's value: never modify it.
 func (in *Input) Decoded() []byte {
 	if in.done&doneDecoded == 0 {
-		in.done |= doneDecoded
-		in.decoded = in.buf.Decode(in.Field.Value, in.Field.Plus)
+		in.Classes()
 	}
 	return in.decoded
 }
@@ -78,7 +258,48 @@ func (in *Input) Decoded() []byte {
 func (in *Input) Folded() []byte {
 	if in.done&doneFolded == 0 {
 		in.done |= doneFolded
-		in.folded = in.buf.Fold(in.Decoded())
+		d := in.Decoded()
+		if in.Classes()&(clsUpper|clsControl|clsHigh|clsNewline|clsTab) == 0 && (in.Classes()&clsSpace == 0 || !contains(d, "  ")) {
+			// Already folded: lower-case ASCII, single spaces.
+			in.folded = d
+		} else {
+			in.folded = in.buf.Fold(d)
+		}
 	}
 	return in.folded
+}
+
+// SQL returns Folded with SQL comments taken out (see normalize.Buffer.SQL).
+func (in *Input) SQL() []byte {
+	if in.done&doneSQL == 0 {
+		in.done |= doneSQL
+		in.sql = in.buf.SQL(in.Folded())
+	}
+	return in.sql
+}
+
+// Path returns Decoded as a canonical path: lower case, every separator
+// spelling turned into '/' (see normalize.Buffer.Path).
+func (in *Input) Path() []byte {
+	if in.done&donePath == 0 {
+		in.done |= donePath
+		in.path = in.buf.Path(in.Decoded())
+	}
+	return in.path
+}
+
+// Base64 returns the text inside the value when the value is plainly
+// base64, nil otherwise (see normalize.Buffer.Base64).
+//
+// In a query or form value a '+' of the base64 alphabet has become a
+// space; the raw value is tried then.
+func (in *Input) Base64() []byte {
+	if in.done&doneBase64 == 0 {
+		in.done |= doneBase64
+		in.b64 = in.buf.Base64(in.Decoded())
+		if in.b64 == nil && in.Field.Plus && strings.IndexByte(in.Field.Value, '+') >= 0 && strings.IndexByte(in.Field.Value, '%') < 0 {
+			in.b64 = in.buf.Base64(unsafe.Slice(unsafe.StringData(in.Field.Value), len(in.Field.Value)))
+		}
+	}
+	return in.b64
 }

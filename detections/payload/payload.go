@@ -66,6 +66,11 @@ type Config struct {
 	Exclusions []Exclusion `yaml:"exclusions"`
 	// MaxFields bounds the fields inspected per request.
 	MaxFields int `yaml:"max_fields"`
+	// SSRFAllowHosts are outbound hosts that URL-valued parameters may
+	// point to without an ssrf finding, even when they are internal: exact
+	// names ("billing.internal"), ".suffix" for a domain and its
+	// subdomains, addresses or CIDR prefixes ("10.1.0.0/16").
+	SSRFAllowHosts []string `yaml:"ssrf_allow_hosts"`
 }
 
 // DefaultConfig inspects everything with every analyser enforcing.
@@ -82,6 +87,7 @@ func DefaultConfig() Config {
 type analyzerEntry struct {
 	a       Analyzer
 	monitor bool
+	needs   uint64 // byte classes the analyser needs (see needer); 0: any field
 }
 
 // Detection is the payload detection.
@@ -96,7 +102,7 @@ type Detection struct {
 // New builds the detection with the built-in analysers (see builtins) plus
 // the pattern list.
 func New(cfg Config) (*Detection, error) {
-	return NewWith(cfg, builtins())
+	return NewWith(cfg, builtins(cfg))
 }
 
 // NewWith builds the detection with the given analysers plus the pattern
@@ -135,6 +141,9 @@ func NewWith(cfg Config, analyzers []Analyzer) (*Detection, error) {
 			continue
 		}
 		e := analyzerEntry{a: a, monitor: mode == detections.ModeMonitor}
+		if n, ok := a.(needer); ok {
+			e.needs = n.needs()
+		}
 		d.fields = append(d.fields, e)
 		if _, ok := a.(RequestAnalyzer); ok {
 			d.requests = append(d.requests, e)
@@ -162,9 +171,15 @@ func NewWith(cfg Config, analyzers []Analyzer) (*Detection, error) {
 // Name returns "payload".
 func (d *Detection) Name() string { return name }
 
+// scratch is the per-request working state, pooled so that inspecting a
+// clean request allocates nothing. It is also the field visitor, so the
+// walk needs no closure.
 type scratch struct {
-	buf normalize.Buffer
-	in  Input
+	buf  normalize.Buffer
+	in   Input
+	res  result
+	d    *Detection
+	excl []exclusion
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -174,20 +189,45 @@ type result struct {
 	score, monitorScore int
 	best, bestMonitor   Finding
 	loc, monitorLoc     string
+	rules               [16]ruleScore
+	nrules              int
 }
 
-// add records a finding in field f (nil for a request-level finding). The
-// location string is built only for the strongest finding, so scoring
+// ruleScore is the highest score a rule has added so far in one request.
+type ruleScore struct {
+	rule  string
+	score int
+}
+
+// add records a finding in field f (nil for a request-level finding). A
+// rule id counts once per request, with its highest score: the same weak
+// signal repeated in many fields (a packed format, a list of similar
+// values) is one piece of evidence, and only different evidence adds up.
+// The location string is built only for the strongest finding, so scoring
 // allocates nothing on its own.
 func (res *result) add(fd Finding, monitor bool, f *detections.Field) {
+	inc := fd.Score
+	found := false
+	for i := 0; i < res.nrules; i++ {
+		if rs := &res.rules[i]; rs.rule == fd.Rule {
+			inc = max(0, fd.Score-rs.score)
+			rs.score = max(rs.score, fd.Score)
+			found = true
+			break
+		}
+	}
+	if !found && res.nrules < len(res.rules) {
+		res.rules[res.nrules] = ruleScore{fd.Rule, fd.Score}
+		res.nrules++
+	}
 	if monitor {
-		res.monitorScore += fd.Score
+		res.monitorScore += inc
 		if fd.Score > res.bestMonitor.Score {
 			res.bestMonitor, res.monitorLoc = fd, location(f)
 		}
 		return
 	}
-	res.score += fd.Score
+	res.score += inc
 	if fd.Score > res.best.Score {
 		res.best, res.loc = fd, location(f)
 	}
@@ -203,31 +243,23 @@ func location(f *detections.Field) string {
 // Inspect scores r and blocks when the score reaches the threshold.
 func (d *Detection) Inspect(_ context.Context, r *detections.Request) (detections.Verdict, error) {
 	s := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(s)
-	s.in.buf, s.in.Request = &s.buf, r
-	var res result
-	excl := d.routeExclusions(r)
+	defer func() {
+		s.d, s.excl, s.in.Request, s.in.Field = nil, nil, nil, nil
+		scratchPool.Put(s)
+	}()
+	s.in.buf = &s.buf
+	s.in.startRequest(r)
+	s.res, s.d = result{}, d
+	s.excl = d.routeExclusions(r)
+	res := &s.res
 
 	for _, e := range d.requests {
-		if f, ok := e.a.(RequestAnalyzer).AnalyzeRequest(r); ok && !excluded(excl, nil, f.Rule, e.a.Name()) {
+		if f, ok := e.a.(RequestAnalyzer).AnalyzeRequest(r); ok && !excluded(s.excl, nil, f.Rule, e.a.Name()) {
 			res.add(f, e.monitor, nil)
 		}
 	}
 	if res.score < d.threshold {
-		r.WalkFields(&d.scope, func(f *detections.Field) bool {
-			s.in.reset(f)
-			for _, e := range d.fields {
-				fd, ok := e.a.Analyze(&s.in)
-				if !ok || excluded(excl, f, fd.Rule, e.a.Name()) {
-					continue
-				}
-				res.add(fd, e.monitor, f)
-				if res.score >= d.threshold {
-					return false
-				}
-			}
-			return true
-		})
+		r.Walk(&d.scope, s)
 	}
 	switch {
 	case res.score >= d.threshold:
@@ -240,6 +272,26 @@ func (d *Detection) Inspect(_ context.Context, r *detections.Request) (detection
 		return v, nil
 	}
 	return detections.Allow, nil
+}
+
+// VisitField shows one field to every analyser; it stops the walk once the
+// score reaches the threshold.
+func (s *scratch) VisitField(f *detections.Field) bool {
+	s.in.reset(f)
+	for _, e := range s.d.fields {
+		if e.needs != 0 && !s.in.Has(e.needs) {
+			continue
+		}
+		fd, ok := e.a.Analyze(&s.in)
+		if !ok || excluded(s.excl, f, fd.Rule, e.a.Name()) {
+			continue
+		}
+		s.res.add(fd, e.monitor, f)
+		if s.res.score >= s.d.threshold {
+			return false
+		}
+	}
+	return true
 }
 
 type exclusion struct {
@@ -330,4 +382,7 @@ func fieldMatches(p string, f *detections.Field) bool {
 	return name == p
 }
 
-var _ detections.Detection = (*Detection)(nil)
+var (
+	_ detections.Detection    = (*Detection)(nil)
+	_ detections.FieldVisitor = (*scratch)(nil)
+)

@@ -1,0 +1,113 @@
+package payload
+
+// Byte classes of a decoded value. Input.Classes computes their union once
+// per field; every analyser first checks that the characters its attack
+// cannot do without are present, so clean values (ids, words, numbers)
+// cost each analyser a mask test. Letters and digits have no class except
+// clsUpper and clsX: a new class of letters must be added to b64Classes,
+// the one check of the form "nothing but these classes".
+const (
+	clsQuote      uint64 = 1 << iota // ' " `
+	clsLT                            // <
+	clsGT                            // >
+	clsParen                         // ( )
+	clsSemi                          // ;
+	clsPipe                          // |
+	clsAmp                           // &
+	clsDollar                        // $
+	clsBrace                         // { }
+	clsBracket                       // [ ]
+	clsPercent                       // %
+	clsBackslash                     // \
+	clsSlash                         // /
+	clsDot                           // .
+	clsColon                         // :
+	clsEq                            // =
+	clsHash                          // #
+	clsStar                          // *
+	clsDash                          // -
+	clsAt                            // @
+	clsSpace                         // space, tab
+	clsNewline                       // CR, LF
+	clsControl                       // other control bytes, DEL
+	clsHigh                          // bytes >= 0x80
+	clsBang                          // !
+	clsComma                         // ,
+	clsUnderscore                    // _
+	clsPlus                          // +
+	clsQuestion                      // ?
+	clsTilde                         // ~
+	clsCaret                         // ^
+	clsUpper                         // A-Z
+	clsTab                           // tab, vertical tab, form feed
+	clsX                             // x X: "0x2e" hex spellings
+)
+
+var classTable = func() (t [256]uint64) {
+	set := func(chars string, c uint64) {
+		for i := 0; i < len(chars); i++ {
+			t[chars[i]] |= c
+		}
+	}
+	set("'\"`", clsQuote)
+	set("<", clsLT)
+	set(">", clsGT)
+	set("()", clsParen)
+	set(";", clsSemi)
+	set("|", clsPipe)
+	set("&", clsAmp)
+	set("$", clsDollar)
+	set("{}", clsBrace)
+	set("[]", clsBracket)
+	set("%", clsPercent)
+	set("\\", clsBackslash)
+	set("/", clsSlash)
+	set(".", clsDot)
+	set(":", clsColon)
+	set("=", clsEq)
+	set("#", clsHash)
+	set("*", clsStar)
+	set("-", clsDash)
+	set("@", clsAt)
+	set(" \t", clsSpace)
+	set("\t\v\f", clsTab)
+	set("xX", clsX)
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] |= clsUpper
+	}
+	set("\r\n", clsNewline)
+	set("!", clsBang)
+	set(",", clsComma)
+	set("_", clsUnderscore)
+	set("+", clsPlus)
+	set("?", clsQuestion)
+	set("~", clsTilde)
+	set("^", clsCaret)
+	for c := 0; c < 0x20; c++ {
+		if c != '\r' && c != '\n' && c != '\t' && c != '\v' && c != '\f' {
+			t[c] |= clsControl
+		}
+	}
+	t[0x7f] |= clsControl
+	for c := 0x80; c < 0x100; c++ {
+		t[c] |= clsHigh
+	}
+	return t
+}()
+
+// byteClasses ORs the classes of b's bytes. Four accumulators break the
+// dependency chain of a single one, so the loads overlap.
+func byteClasses(b []byte) uint64 {
+	var m0, m1, m2, m3 uint64
+	for len(b) >= 4 {
+		m0 |= classTable[b[0]]
+		m1 |= classTable[b[1]]
+		m2 |= classTable[b[2]]
+		m3 |= classTable[b[3]]
+		b = b[4:]
+	}
+	for _, c := range b {
+		m0 |= classTable[c]
+	}
+	return m0 | m1 | m2 | m3
+}
