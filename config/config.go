@@ -51,7 +51,10 @@ type Timeouts struct {
 	Write        time.Duration `yaml:"write"`
 	Idle         time.Duration `yaml:"idle"`
 	Shutdown     time.Duration `yaml:"shutdown"`
-	Observe      time.Duration `yaml:"observe"`
+	// ShutdownDelay keeps serving after /readyz turns 503 on SIGTERM, so a
+	// load balancer that polls readiness stops sending traffic first.
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
+	Observe       time.Duration `yaml:"observe"`
 }
 
 // Log configures logging.

@@ -196,13 +196,13 @@ func TestAdminBanLifecycle(t *testing.T) {
 func TestAdminEventsSummaryCounters(t *testing.T) {
 	s, srv, _ := adminSetup(t, adminToken)
 	for i := 0; i < 7; i++ {
-		// 5 allowed, then 2 rate-limited: the first refusal is an event;
-		// the repeat, refused from the local cache, is only counted.
+		// 5 allowed, then 2 rate-limited, each an event (refusals below
+		// ban_after are counted in Redis, not from the local cache).
 		s.status(t, "GET", "/echo", "192.0.2.33")
 	}
 	s.status(t, "GET", "/echo?x=malicious", "192.0.2.34")
 	code, m := adminCall(t, srv, "GET", "/v1/events?client=192.0.2.33", adminToken, "")
-	if code != 200 || m["count"].(float64) != 1 {
+	if code != 200 || m["count"].(float64) != 2 {
 		t.Fatalf("events: %d %v", code, m)
 	}
 	ev := m["events"].([]any)[0].(map[string]any)
@@ -213,15 +213,15 @@ func TestAdminEventsSummaryCounters(t *testing.T) {
 		t.Errorf("events by detection: %d %v", code, m)
 	}
 	code, m = adminCall(t, srv, "GET", "/v1/summary?window=1h&top=1", adminToken, "")
-	if code != 200 || m["blocks"].(float64) != 2 {
+	if code != 200 || m["blocks"].(float64) != 3 {
 		t.Fatalf("summary: %d %v", code, m)
 	}
 	top := m["top_clients"].([]any)
-	if len(top) != 1 || top[0].(map[string]any)["key"] != "192.0.2.33" || top[0].(map[string]any)["count"].(float64) != 1 {
+	if len(top) != 1 || top[0].(map[string]any)["key"] != "192.0.2.33" || top[0].(map[string]any)["count"].(float64) != 2 {
 		t.Errorf("top clients: %v", top)
 	}
 	code, m = adminCall(t, srv, "GET", "/v1/counters?client=192.0.2.33", adminToken, "")
-	if code != 200 || m["counters"].(map[string]any)["rate_limit_refusals"] != "1" {
+	if code != 200 || m["counters"].(map[string]any)["rate_limit_refusals"] != "2" {
 		t.Errorf("counters: %d %v", code, m)
 	}
 	code, m = adminCall(t, srv, "GET", "/v1/status", adminToken, "")

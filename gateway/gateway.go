@@ -216,6 +216,7 @@ func (g *Gateway) onBanEvent(ev detections.BanEvent) {
 	case ev.Reset:
 		// Notifications may have been missed: forget what we cannot trust.
 		g.bans.clear()
+		g.refusals.clear()
 		g.wakeCIDRSync()
 	case ev.CIDR:
 		g.wakeCIDRSync()
@@ -404,11 +405,11 @@ func (g *Gateway) handle(c echo.Context) (err error) {
 			slog.Int("status", ex.status), slog.Duration("upstream", ex.upLatency), slog.Bool("exempt", exempt))
 	}
 
-	// 6. Observers: upstream responses only, after the response is sent
-	// (flushed first, so the client does not wait for an observer's store
-	// call). Statuses no observer wants cost nothing.
+	// 6. Observers: upstream responses only, once the proxy has written the
+	// response and before the handler returns, so the count (and a ban) is
+	// in Redis before this client's next request can be read on any replica.
+	// Statuses no observer wants cost nothing.
 	if !exempt && ex.status != 0 && ex.upErr == nil && pol.Chain.Observes(ex.status) {
-		w.Flush()
 		g.observe(req.Context(), ex, pol)
 	}
 	return nil
@@ -471,7 +472,12 @@ func (g *Gateway) fetchState(ctx context.Context, c echo.Context, ex *exchange, 
 	}
 	ex.state = check.State
 	r.State = &ex.state
-	if refusalKey != "" && ex.state.Rate.Allowed == 0 && ex.state.Rate.RetryAfter > 0 {
+	// Refuse later requests from the cache only once counting refusals no
+	// longer matters: with ban_after set, each refusal up to the threshold
+	// goes to Redis, so the hammering count is exact across replicas (and
+	// the ban, from then on, is served from the ban cache).
+	if refusalKey != "" && ex.state.Rate.Allowed == 0 && ex.state.Rate.RetryAfter > 0 &&
+		(q.BanAfter == 0 || ex.state.Refused >= int64(q.BanAfter)) {
 		g.refusals.set(refusalKey, refusalEntry{state: ex.state}, r.Received.Add(ex.state.Rate.RetryAfter))
 	}
 	return false

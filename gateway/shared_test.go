@@ -279,9 +279,10 @@ func TestRoundTrips(t *testing.T) {
 	if got, detail := topLevel(before); got != 0 {
 		t.Errorf("%d commands for 20 requests of a known-banned client, want 0: %v", got, detail)
 	}
-	// Over the limit: after the first refusal, refusals are local.
+	// Hammering: each refusal up to ban_after (10) is counted in Redis,
+	// then the client is banned and refused locally.
 	ip := "192.0.2.150"
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 15; i++ {
 		s.status(t, "GET", "/echo", ip)
 	}
 	before = snap()
@@ -291,7 +292,23 @@ func TestRoundTrips(t *testing.T) {
 		}
 	}
 	if got, detail := topLevel(before); got != 0 {
-		t.Errorf("%d commands for 3 requests of a client known over the limit, want 0: %v", got, detail)
+		t.Errorf("%d commands for 3 requests of a client banned for hammering, want 0: %v", got, detail)
+	}
+	// Without a hammering ban, a client over its limit is refused from the
+	// cache after its first refusal, until Retry-After.
+	rl, _ := detections.NewRateLimit(detections.RateLimitConfig{Limit: redis_rate.PerMinute(2)}, nil)
+	s2 := newSetup(t, st, withEntries(detections.Entry{Detection: rl}))
+	for i := 0; i < 3; i++ {
+		s2.status(t, "GET", "/echo", "192.0.2.151")
+	}
+	before = snap()
+	for i := 0; i < 5; i++ {
+		if got := s2.status(t, "GET", "/echo", "192.0.2.151"); got != 403 {
+			t.Fatalf("over limit: %d", got)
+		}
+	}
+	if got, detail := topLevel(before); got != 0 {
+		t.Errorf("%d commands for 5 requests of a client known over the limit, want 0: %v", got, detail)
 	}
 	_ = http.StatusOK
 	_ = store.DefaultConfig

@@ -222,8 +222,12 @@ loop:
 		}
 	}
 
-	log.LogAttrs(context.Background(), slog.LevelInfo, "gateway_stopping", slog.String("replica", gcfg.Replica))
+	log.LogAttrs(context.Background(), slog.LevelInfo, "gateway_stopping", slog.String("replica", gcfg.Replica),
+		slog.Duration("shutdown_delay", cfg.Timeouts.ShutdownDelay))
 	health.Drain()
+	if d := cfg.Timeouts.ShutdownDelay; d > 0 && runErr == nil {
+		time.Sleep(d) // still serving: in-flight and new requests, while the LB notices /readyz
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), gcfg.ShutdownTimeout)
 	defer cancel()
 	if err := g.Shutdown(sctx); err != nil {

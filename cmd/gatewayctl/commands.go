@@ -43,6 +43,7 @@ var commands = []*command{
 			"new events as they arrive until interrupted (-o json: one JSON object per line).", setup: eventsTailCmd},
 	{name: "summary", flags: "[-window 1h] [-top 10]", help: "Count the events of the last window, and the clients and detections that blocked most.", setup: summaryCmd},
 	{name: "counters", args: []string{"CLIENT"}, help: "Show the live per-client counters the store keeps for CLIENT.", setup: countersCmd},
+	{name: "check", args: []string{"URL"}, help: "GET URL without a token; exit 0 on a 2xx answer, 1 otherwise. A health probe for images without a shell (docker compose healthchecks).", setup: checkCmd},
 }
 
 // lookup finds the command named by the first one or two words of args.
@@ -74,6 +75,34 @@ func lookup(args []string) (*command, []string, error) {
 		return nil, nil, usagef(nil, "%s: unknown subcommand %q (want %s)", args[0], args[1], strings.Join(subs, ", "))
 	}
 	return nil, nil, usagef(nil, "unknown command %q", args[0])
+}
+
+// checkCmd is a health probe: GET an absolute URL, no token, no body
+// parsing; any 2xx passes.
+func checkCmd(*flag.FlagSet) action {
+	return func(ctx context.Context, a *app, args []string) error {
+		u, err := url.Parse(args[0])
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usagef(nil, "check %q: want an absolute http(s) URL", args[0])
+		}
+		ctx, cancel := context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return usagef(nil, "check: %v", err)
+		}
+		req.Header.Set("User-Agent", "gatewayctl-check")
+		resp, err := a.hc.Do(req)
+		if err != nil {
+			return a.transportError(ctx, http.MethodGet, u, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return fmt.Errorf("check %s: %s", u.Redacted(), resp.Status)
+		}
+		fmt.Fprintf(a.stdout, "ok %d %s\n", resp.StatusCode, u.Redacted())
+		return nil
+	}
 }
 
 func statusCmd(*flag.FlagSet) action {

@@ -309,3 +309,20 @@ func TestBansAddExisting(t *testing.T) {
 		}
 	}
 }
+
+func TestCheck(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	if r := f.run(t, "check", f.url+"/readyz"); r.code != exitOK || !strings.HasPrefix(r.stdout, "ok 200 ") {
+		t.Errorf("readyz: %+v", r)
+	}
+	// No token is sent: a protected endpoint fails the check (exit 1).
+	if r := f.run(t, "check", f.url+"/v1/status"); r.code != exitFailure || !strings.Contains(r.stderr, "401") {
+		t.Errorf("protected endpoint: %+v", r)
+	}
+	if r := f.run(t, "check", "http://127.0.0.1:1/readyz"); r.code != exitFailure {
+		t.Errorf("nothing listening: %+v", r)
+	}
+	if r := f.run(t, "check", "not-a-url"); r.code != exitUsage {
+		t.Errorf("bad URL: %+v", r)
+	}
+}

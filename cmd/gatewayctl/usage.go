@@ -20,6 +20,8 @@ Commands:
   summary [-window 1h] [-top 10]
                                event counts, top blocked clients and detections
   counters CLIENT              a client's live counters in the store
+  check URL                    GET URL with no token: exit 0 on 2xx, 1 otherwise
+                               (a health probe for images without a shell)
   help [COMMAND]               this text, or a command's flags
 
 Global flags (also accepted after the command):
