@@ -261,28 +261,30 @@ func normQuery(q *EventQuery) (limit, scan int) {
 // MemoryEventLog keeps the last events in process (no Redis configured).
 type MemoryEventLog struct {
 	mu   sync.Mutex
+	size int
 	ring []Event
 	next int
-	full bool
 	m    *Metrics
 }
 
-// NewMemoryEventLog keeps up to size events.
+// NewMemoryEventLog keeps up to size events. The ring grows as events
+// arrive, so an idle gateway does not hold size events' worth of memory.
 func NewMemoryEventLog(size int64, m *Metrics) *MemoryEventLog {
 	if size <= 0 || size > 1_000_000 {
 		size = 10_000
 	}
-	return &MemoryEventLog{ring: make([]Event, size), m: m}
+	return &MemoryEventLog{size: int(size), m: m}
 }
 
-// Emit stores ev, overwriting the oldest.
+// Emit stores ev, overwriting the oldest once the ring is full.
 func (l *MemoryEventLog) Emit(ev Event) {
 	l.mu.Lock()
-	l.ring[l.next] = ev
-	l.next = (l.next + 1) % len(l.ring)
-	if l.next == 0 {
-		l.full = true
+	if len(l.ring) < l.size {
+		l.ring = append(l.ring, ev)
+	} else {
+		l.ring[l.next] = ev
 	}
+	l.next = (l.next + 1) % l.size
 	l.mu.Unlock()
 	l.m.EventWritten(1)
 }
@@ -298,13 +300,10 @@ func (l *MemoryEventLog) Query(_ context.Context, q EventQuery) ([]Event, error)
 	limit, scan := normQuery(&q)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := l.next
-	if l.full {
-		n = len(l.ring)
-	}
+	n := len(l.ring)
 	var out []Event
 	for i := 0; i < n && i < scan && len(out) < limit; i++ {
-		e := &l.ring[(l.next-1-i+len(l.ring))%len(l.ring)]
+		e := &l.ring[(l.next-1-i+2*l.size)%l.size]
 		if q.match(e) {
 			out = append(out, *e)
 		}

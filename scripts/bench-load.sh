@@ -123,7 +123,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR
 echo
 echo "open loop at $OPEN_RATE req/s, ${OPEN_SECS}s per round, latency from the scheduled start (coordinated omission corrected):"
 printf '%-6s %-8s %10s %9s %9s %9s %7s\n' round target req/s p50_ms p99_ms p99.9_ms late
-for r in 1 2; do
+for r in $(seq 1 "$ROUNDS"); do
   for t in "${targets[@]}"; do
     out=$(load -url "${url[$t]}" -mode open -rate "$OPEN_RATE" -c 128 -d "${OPEN_SECS}s" -ip-offset "$(next_ips)")
     p99[$t]="${p99[$t]:-} $(jq -r .p99_ms <<<"$out")"

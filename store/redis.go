@@ -147,14 +147,36 @@ type Redis struct {
 	argCache sync.Map // limitKey -> *limitArgs
 	cfg      Config
 	rdb      redis.UniversalClient
-	hot      redis.Scripter // autopipeliner or rdb
 	ap       *redis.AutoPipeliner
 	keys     Keys
 	br       *breaker
 	log      *slog.Logger
 	// lastErr holds the last error seen, for /readyz.
 	lastErr atomic.Pointer[string]
+	// inflight counts hot-path calls under way, to pick the path (see
+	// hotScripter).
+	inflight atomic.Int32
 }
+
+// autoPipelineFrom is how many hot-path calls must already be in flight
+// before a new one joins the autopipeline. Below it, a call goes straight
+// out on a pooled connection: at low concurrency the hand-off to the
+// pipeline's flusher goroutine costs more latency than batching saves;
+// under load, batching many requests' scripts into one write and one read
+// is what keeps throughput up. Both paths run the same atomic script.
+var autoPipelineFrom int32 = 4
+
+// hotScripter returns the client for one hot-path call; done must be
+// called when it returns.
+func (s *Redis) hotScripter() (redis.Scripter, func()) {
+	n := s.inflight.Add(1)
+	if s.ap != nil && n > autoPipelineFrom {
+		return s.ap, s.doneHot
+	}
+	return s.rdb, s.doneHot
+}
+
+func (s *Redis) doneHot() { s.inflight.Add(-1) }
 
 // NewRedis builds the client. It does not connect: the gateway starts while
 // Redis is down and the breaker reports the state.
@@ -175,7 +197,7 @@ func NewRedisWithClient(cfg Config, rdb redis.UniversalClient) (*Redis, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Redis{cfg: cfg, rdb: rdb, hot: rdb, keys: NewKeys(cfg.Prefix), log: cfg.Logger}
+	s := &Redis{cfg: cfg, rdb: rdb, keys: NewKeys(cfg.Prefix), log: cfg.Logger}
 	s.br = newBreaker(cfg.BreakerFailures, cfg.BreakerCooldown, func(open bool) {
 		if open {
 			s.log.Warn("redis_circuit_open", slog.String("error", s.LastError()))
@@ -188,7 +210,7 @@ func NewRedisWithClient(cfg Config, rdb redis.UniversalClient) (*Redis, error) {
 		if err != nil {
 			return nil, fmt.Errorf("starting autopipeline: %w", err)
 		}
-		s.ap, s.hot = ap, ap
+		s.ap = ap
 	}
 	return s, nil
 }
@@ -371,7 +393,9 @@ func (s *Redis) Check(ctx context.Context, client string, q *detections.StateQue
 		countInvalid = "1"
 	}
 	la := s.limitArgs(q.RateLimit, q.InvalidWindow)
-	v, err := checkScript.Run(ctx, s.hot, keys[:], la.burst, la.rate, la.period, doRL, countRefused, la.window, countInvalid).Slice()
+	sc, done := s.hotScripter()
+	v, err := checkScript.Run(ctx, sc, keys[:], la.burst, la.rate, la.period, doRL, countRefused, la.window, countInvalid).Slice()
+	done()
 	if err = s.end("check", err); err != nil {
 		return detections.Check{}, err
 	}
@@ -459,7 +483,9 @@ func (s *Redis) Incr(ctx context.Context, client string, window time.Duration) (
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
-	n, err := incrScript.Run(ctx, s.hot, []string{s.keys.Invalid(client)}, window.Milliseconds()).Int64()
+	sc, done := s.hotScripter()
+	n, err := incrScript.Run(ctx, sc, []string{s.keys.Invalid(client)}, window.Milliseconds()).Int64()
+	done()
 	if err = s.end("incr", err); err != nil {
 		return 0, err
 	}
