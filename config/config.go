@@ -16,6 +16,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/gateway"
+	"github.com/rampartgw/rampart/store"
 )
 
 // File is the top level of the YAML file, minus the detections section,
@@ -127,27 +129,29 @@ type Settings struct {
 	OnStoreError string `yaml:"on_store_error"`
 }
 
-// Defaults returns the file as if empty.
+// Defaults returns the file as if empty: each package's own defaults,
+// so a default lives in one place.
 func Defaults() File {
+	g, st, mem, ev := gateway.DefaultConfig(), store.DefaultConfig(), store.DefaultMemoryConfig(), gateway.DefaultEventWriterConfig()
 	return File{
-		Listen:         ":8080",
-		Upstream:       "http://127.0.0.1:5000",
-		ClientIPHeader: "X-Forwarded-For",
-		IPv6Prefix:     detections.DefaultIPv6Prefix,
-		MaxBodyBytes:   1 << 20,
-		MaxHeaderBytes: 64 << 10,
+		Listen:         g.Listen,
+		Upstream:       g.Upstream,
+		ClientIPHeader: g.ClientIPHeader,
+		IPv6Prefix:     g.IPv6Prefix,
+		MaxBodyBytes:   g.MaxBodyBytes,
+		MaxHeaderBytes: g.MaxHeaderBytes,
 		Timeouts: Timeouts{
-			Upstream: 30 * time.Second, UpstreamDial: 5 * time.Second, ReadHeader: 5 * time.Second,
-			Read: 30 * time.Second, Write: 60 * time.Second, Idle: 120 * time.Second,
-			Shutdown: 15 * time.Second, Observe: time.Second,
+			Upstream: g.UpstreamTimeout, UpstreamDial: g.UpstreamDialTimeout, ReadHeader: g.ReadHeaderTimeout,
+			Read: g.ReadTimeout, Write: g.WriteTimeout, Idle: g.IdleTimeout, Shutdown: g.ShutdownTimeout, Observe: g.ObserveTimeout,
 		},
-		Log:    Log{Level: "info"},
-		Admin:  Admin{Listen: "127.0.0.1:9090"},
-		Redis:  Redis{Mode: "auto", Prefix: "gw:", Timeout: 50 * time.Millisecond, DialTimeout: 250 * time.Millisecond, AutoPipeline: true, BreakerFailures: 5, BreakerCooldown: time.Second},
-		Memory: Memory{MaxEntries: 200_000},
-		Bans: Bans{CacheSize: 100_000, CacheMaxStale: 30 * time.Second, OnStoreError: "allow",
-			Escalation: Escalation{Factor: 2, Max: 24 * time.Hour, Memory: 7 * 24 * time.Hour}},
-		Events: Events{Enabled: true, MaxLen: 100_000, MaxAge: 7 * 24 * time.Hour, Buffer: 10_000, Batch: 256, FlushInterval: 100 * time.Millisecond},
+		Log:   Log{Level: "info"},
+		Admin: Admin{Listen: "127.0.0.1:9090"},
+		Redis: Redis{Mode: st.Mode, Prefix: st.Prefix, Timeout: st.Timeout, DialTimeout: st.DialTimeout,
+			AutoPipeline: st.AutoPipeline, BreakerFailures: st.BreakerFailures, BreakerCooldown: st.BreakerCooldown},
+		Memory: Memory{MaxEntries: mem.MaxEntries},
+		Bans: Bans{CacheSize: g.BanCacheSize, CacheMaxStale: g.BanCacheMaxStale, OnStoreError: g.BlocklistOnStoreError.String(),
+			Escalation: Escalation{Factor: st.Escalation.Factor, Max: st.Escalation.Max, Memory: st.Escalation.Memory}},
+		Events: Events{Enabled: true, MaxLen: ev.MaxLen, MaxAge: ev.MaxAge, Buffer: ev.Buffer, Batch: ev.Batch, FlushInterval: ev.FlushInterval},
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/rampartgw/rampart/detections/normalize"
 )
 
 // walkJSON visits the keys and scalar values of a JSON document in document
@@ -165,10 +167,10 @@ func (j *jsonScanner) string(key bool) []byte {
 		case 'f':
 			j.str = append(j.str, '\f')
 		case 'u':
-			r := hex4rune(j.data[j.i+1 : j.i+5])
+			r, _ := normalize.Hex4(j.data[j.i+1 : j.i+5]) // validated JSON: four hex digits
 			j.i += 4
 			if utf16.IsSurrogate(r) && j.i+6 < len(j.data) && j.data[j.i+1] == '\\' && j.data[j.i+2] == 'u' {
-				if r2 := hex4rune(j.data[j.i+3 : j.i+7]); utf16.DecodeRune(r, r2) != utf8.RuneError {
+				if r2, _ := normalize.Hex4(j.data[j.i+3 : j.i+7]); utf16.DecodeRune(r, r2) != utf8.RuneError {
 					r = utf16.DecodeRune(r, r2)
 					j.i += 6
 				}
@@ -180,20 +182,4 @@ func (j *jsonScanner) string(key bool) []byte {
 		j.i++
 	}
 	return j.str
-}
-
-func hex4rune(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }

@@ -1,14 +1,13 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 
-	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/gateway"
 	"github.com/rampartgw/rampart/store"
 	"github.com/rampartgw/rampart/store/storetest"
 )
@@ -20,9 +19,7 @@ import (
 // no limit is reached. Latency claims come from this real-Redis run, never
 // from miniredis.
 func BenchmarkGateway(b *testing.B) {
-	run := func(b *testing.B, st interface {
-		detections.Counter
-	}, gs gatewayStore) {
+	run := func(b *testing.B, gs gateway.Store) {
 		s := newSetup(b, gs)
 		var n atomic.Uint64
 		b.ReportAllocs()
@@ -44,28 +41,17 @@ func BenchmarkGateway(b *testing.B) {
 	}
 	b.Run("memory", func(b *testing.B) {
 		st := store.NewMemory(store.DefaultMemoryConfig())
-		run(b, st, st)
+		run(b, st)
 	})
 	b.Run("redis", func(b *testing.B) {
 		srv := storetest.Real(b)
 		st := storetest.NewOn(b, srv.Addr)
 		rdb := srv.Client()
 		before := storetest.CommandStats(b, rdb)["evalsha"]
-		run(b, st, st)
+		run(b, st)
 		b.StopTimer()
 		if got := storetest.CommandStats(b, rdb)["evalsha"] - before; got > 0 {
 			b.ReportMetric(float64(got)/float64(b.N), "redis-calls/op")
 		}
 	})
-}
-
-type gatewayStore = interface {
-	detections.Counter
-	Check(ctx context.Context, client string, q *detections.StateQuery) (detections.Check, error)
-	Ban(ctx context.Context, req detections.BanRequest) (detections.Ban, error)
-	SubscribeBans(ctx context.Context, fn func(detections.BanEvent))
-	Ping(ctx context.Context) error
-	Healthy() bool
-	Shared() bool
-	ListCIDRBans(ctx context.Context) ([]detections.Ban, error)
 }

@@ -64,19 +64,26 @@ type RedisEventLog struct {
 	mu     sync.Mutex // serialises writes (Run and Flush)
 }
 
-// NewEventWriter returns a writer on stream.
+// DefaultEventWriterConfig returns the defaults documented in the README.
+func DefaultEventWriterConfig() EventWriterConfig {
+	return EventWriterConfig{MaxLen: 100_000, MaxAge: 7 * 24 * time.Hour, Buffer: 10_000, Batch: 256, FlushInterval: 100 * time.Millisecond}
+}
+
+// NewEventWriter returns a writer on stream. Zero fields take their
+// defaults.
 func NewEventWriter(rdb redis.UniversalClient, stream string, cfg EventWriterConfig, m *Metrics, log *slog.Logger) *RedisEventLog {
+	def := DefaultEventWriterConfig()
 	if cfg.Buffer <= 0 {
-		cfg.Buffer = 10_000
+		cfg.Buffer = def.Buffer
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 256
+		cfg.Batch = def.Batch
 	}
 	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = 100 * time.Millisecond
+		cfg.FlushInterval = def.FlushInterval
 	}
 	if cfg.MaxLen <= 0 {
-		cfg.MaxLen = 100_000
+		cfg.MaxLen = def.MaxLen
 	}
 	return &RedisEventLog{rdb: rdb, stream: stream, cfg: cfg, ch: make(chan Event, cfg.Buffer), m: m, log: log}
 }
@@ -163,32 +170,9 @@ func (w *RedisEventLog) write(ctx context.Context, batch []Event) {
 // log line.
 func eventFields(e *Event) []string {
 	f := make([]string, 0, 32)
-	add := func(k, v string) {
-		if v != "" {
-			f = append(f, k, v)
-		}
-	}
-	add("time", e.Time.UTC().Format(time.RFC3339Nano))
-	add("type", e.Type)
-	add("request_id", e.RequestID)
-	add("client", e.Client)
-	add("client_ip", e.ClientIP)
-	add("detection", e.Detection)
-	add("reason", e.Reason)
-	add("rule", e.Rule)
-	add("location", e.Location)
-	add("mode", e.Mode)
-	add("method", e.Method)
-	add("route", e.Route)
-	if e.Status != 0 {
-		add("status", strconv.Itoa(e.Status))
-	}
-	add("ban_for", e.BanFor)
-	if e.Score != 0 {
-		add("score", strconv.Itoa(e.Score))
-	}
-	add("error", e.Error)
-	add("replica", e.Replica)
+	f = append(f, "time", e.Time.UTC().Format(time.RFC3339Nano), "type", e.Type)
+	e.visit(func(k, v string) { f = append(f, k, v) },
+		func(k string, v int) { f = append(f, k, strconv.Itoa(v)) })
 	return f
 }
 

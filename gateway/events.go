@@ -53,33 +53,42 @@ type EventSink interface {
 	Emit(Event)
 }
 
-// Attrs returns the event as log attributes, same names as the JSON.
-func (e *Event) Attrs() []slog.Attr {
-	a := make([]slog.Attr, 0, 16)
-	add := func(k, v string) {
-		if v != "" {
-			a = append(a, slog.String(k, v))
+// visit calls str or num for every non-empty field, in a stable order,
+// under its JSON name: the log line and the stream entry are both built
+// from this one list, so they always carry the same fields.
+func (e *Event) visit(str func(k, v string), num func(k string, v int)) {
+	for _, f := range [...]struct{ k, v string }{
+		{"request_id", e.RequestID}, {"client", e.Client}, {"client_ip", e.ClientIP},
+		{"detection", e.Detection}, {"reason", e.Reason}, {"rule", e.Rule}, {"location", e.Location},
+		{"mode", e.Mode}, {"method", e.Method}, {"route", e.Route},
+	} {
+		if f.v != "" {
+			str(f.k, f.v)
 		}
 	}
-	add("request_id", e.RequestID)
-	add("client", e.Client)
-	add("client_ip", e.ClientIP)
-	add("detection", e.Detection)
-	add("reason", e.Reason)
-	add("rule", e.Rule)
-	add("location", e.Location)
-	add("mode", e.Mode)
-	add("method", e.Method)
-	add("route", e.Route)
 	if e.Status != 0 {
-		a = append(a, slog.Int("status", e.Status))
+		num("status", e.Status)
 	}
-	add("ban_for", e.BanFor)
+	if e.BanFor != "" {
+		str("ban_for", e.BanFor)
+	}
 	if e.Score != 0 {
-		a = append(a, slog.Int("score", e.Score))
+		num("score", e.Score)
 	}
-	add("error", e.Error)
-	add("replica", e.Replica)
+	if e.Error != "" {
+		str("error", e.Error)
+	}
+	if e.Replica != "" {
+		str("replica", e.Replica)
+	}
+}
+
+// Attrs returns the event as log attributes (time and type are the log
+// record's own).
+func (e *Event) Attrs() []slog.Attr {
+	a := make([]slog.Attr, 0, 16)
+	e.visit(func(k, v string) { a = append(a, slog.String(k, v)) },
+		func(k string, v int) { a = append(a, slog.Int(k, v)) })
 	return a
 }
 

@@ -26,7 +26,7 @@ func JSUnescape(dst, src []byte) ([]byte, bool) {
 		switch src[i+1] {
 		case 'u', 'U':
 			if i+5 < len(src) {
-				if r, ok := hex4(src[i+2 : i+6]); ok {
+				if r, ok := Hex4(src[i+2 : i+6]); ok {
 					dst = appendRune(dst, r)
 					i += 5
 					changed = true
@@ -36,7 +36,7 @@ func JSUnescape(dst, src []byte) ([]byte, bool) {
 			if src[i+2] == '{' {
 				j, r := i+3, rune(0)
 				for j < len(src) && j-i-3 < 6 {
-					v, ok := unhex(src[j])
+					v, ok := Unhex(src[j])
 					if !ok {
 						break
 					}
@@ -51,8 +51,8 @@ func JSUnescape(dst, src []byte) ([]byte, bool) {
 				}
 			}
 		case 'x', 'X':
-			if h, ok := unhex(src[i+2]); ok {
-				if l, ok := unhex(src[i+3]); ok {
+			if h, ok := Unhex(src[i+2]); ok {
+				if l, ok := Unhex(src[i+3]); ok {
 					dst = append(dst, h<<4|l)
 					i += 3
 					changed = true

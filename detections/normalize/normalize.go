@@ -259,7 +259,8 @@ func toLower(r rune) rune {
 	return unicodeLower(r)
 }
 
-func unhex(c byte) (byte, bool) {
+// Unhex returns the value of one hexadecimal digit.
+func Unhex(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true
@@ -295,8 +296,8 @@ func URLDecode(dst, src []byte, plus bool) ([]byte, bool) {
 			dst = append(dst, ' ')
 			changed = true
 		case c == '%' && i+2 < len(src):
-			if h, ok := unhex(src[i+1]); ok {
-				if l, ok := unhex(src[i+2]); ok {
+			if h, ok := Unhex(src[i+1]); ok {
+				if l, ok := Unhex(src[i+2]); ok {
 					dst = append(dst, h<<4|l)
 					i += 2
 					changed = true
@@ -304,7 +305,7 @@ func URLDecode(dst, src []byte, plus bool) ([]byte, bool) {
 				}
 			}
 			if (src[i+1] == 'u' || src[i+1] == 'U') && i+5 < len(src) {
-				if r, ok := hex4(src[i+2 : i+6]); ok {
+				if r, ok := Hex4(src[i+2 : i+6]); ok {
 					dst = utf8.AppendRune(dst, r)
 					i += 5
 					changed = true
@@ -319,10 +320,11 @@ func URLDecode(dst, src []byte, plus bool) ([]byte, bool) {
 	return dst, changed
 }
 
-func hex4(b []byte) (rune, bool) {
+// Hex4 decodes four hexadecimal digits (the XXXX of %uXXXX or \uXXXX).
+func Hex4(b []byte) (rune, bool) {
 	var r rune
 	for _, c := range b {
-		v, ok := unhex(c)
+		v, ok := Unhex(c)
 		if !ok {
 			return 0, false
 		}
@@ -434,7 +436,7 @@ func HTMLUnescape(dst, src []byte) ([]byte, bool) {
 			var r rune
 			for j < len(src) && j-start < 10 {
 				d := src[j]
-				if v, ok := unhex(d); ok && (hex || d <= '9') {
+				if v, ok := Unhex(d); ok && (hex || d <= '9') {
 					if hex {
 						r = r<<4 | rune(v)
 					} else {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/detections/normalize"
 )
 
 // Rule ids of the protocol analyser: requests that no browser or HTTP
@@ -538,8 +539,8 @@ func overlongEscape(v string) bool {
 		if v[i] != '%' {
 			continue
 		}
-		h, ok1 := unhexByte(v[i+1])
-		l, ok2 := unhexByte(v[i+2])
+		h, ok1 := normalize.Unhex(v[i+1])
+		l, ok2 := normalize.Unhex(v[i+2])
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -548,7 +549,7 @@ func overlongEscape(v string) bool {
 		case b == 0xc0 || b == 0xc1:
 			return true
 		case (b == 0xe0 || b == 0xf0) && i+5 < len(v) && v[i+3] == '%':
-			h2, ok3 := unhexByte(v[i+4])
+			h2, ok3 := normalize.Unhex(v[i+4])
 			if ok3 && h2 == 8 || b == 0xe0 && ok3 && h2 == 9 {
 				return true
 			}
@@ -590,8 +591,8 @@ func escapedLetter(raw string) bool {
 			default:
 				continue
 			}
-			h, ok1 := unhexByte(hexs[0])
-			l, ok2 := unhexByte(hexs[1])
+			h, ok1 := normalize.Unhex(hexs[0])
+			l, ok2 := normalize.Unhex(hexs[1])
 			if ok1 && ok2 && isLetter(h<<4|l) {
 				return true
 			}
@@ -603,8 +604,8 @@ func escapedLetter(raw string) bool {
 	for i := 0; i < len(raw) && len(out) < len(buf); i++ {
 		c := raw[i]
 		if c == '%' && i+2 < len(raw) {
-			if h, ok := unhexByte(raw[i+1]); ok {
-				if l, ok := unhexByte(raw[i+2]); ok {
+			if h, ok := normalize.Unhex(raw[i+1]); ok {
+				if l, ok := normalize.Unhex(raw[i+2]); ok {
 					out = append(out, h<<4|l)
 					i += 2
 					continue
@@ -614,18 +615,6 @@ func escapedLetter(raw string) bool {
 		out = append(out, c)
 	}
 	return check(out)
-}
-
-func unhexByte(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // restrictedExtensions are files a web path has no business serving:
