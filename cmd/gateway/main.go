@@ -72,13 +72,6 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		fmt.Fprintln(stdout, versionString())
 		return nil
 	}
-	// The live heap is small (a few MB: state is in Redis), so Go's default
-	// GOGC=100 would collect several times a second under load; 400 trades
-	// some tens of MB for fewer collections and a shorter latency tail.
-	// GOGC in the environment still wins.
-	if _, ok := getenv("GOGC"); !ok {
-		debug.SetGCPercent(400)
-	}
 
 	// Stateful detections need the store before the config can be turned
 	// into a chain, and the store needs the config: decode once with
