@@ -14,6 +14,7 @@ import (
 
 	"github.com/rampartgw/rampart/detections"
 	"github.com/rampartgw/rampart/gateway"
+	"github.com/rampartgw/rampart/store"
 )
 
 func TestEveryMethodProxiedUnchanged(t *testing.T) {
@@ -355,5 +356,30 @@ func TestAllowedRequestsLoggedAtDebug(t *testing.T) {
 	}
 	if strings.Contains(s.logs.String(), "secret=value") {
 		t.Error("query logged")
+	}
+}
+
+// panickyStore panics in the hot path, standing in for a bug in a store
+// client: the gateway recovers, answers 500 JSON, and keeps serving.
+type panickyStore struct{ *store.Memory }
+
+func (panickyStore) Check(context.Context, string, *detections.StateQuery) (detections.Check, error) {
+	panic("store bug")
+}
+
+func TestPanicInTheGatewayIsRecovered(t *testing.T) {
+	s := newSetup(t, panickyStore{store.NewMemory(store.DefaultMemoryConfig())})
+	resp := s.do(t, "GET", "/echo", "192.0.2.1", nil)
+	if b := readBody(t, resp); resp.StatusCode != 500 || b != `{"error":"Internal Server Error"}`+"\n" {
+		t.Errorf("panic answered %d %q", resp.StatusCode, b)
+	}
+	if lines := s.logs.lines("panic"); len(lines) != 1 || !strings.Contains(lines[0]["stack"].(string), "panickyStore") {
+		t.Errorf("panic log: %v", lines)
+	}
+	// The process survives and answers the next request the same way.
+	resp = s.do(t, "GET", "/echo", "192.0.2.1", nil)
+	resp.Body.Close()
+	if resp.StatusCode != 500 {
+		t.Errorf("second request: %d", resp.StatusCode)
 	}
 }
