@@ -75,6 +75,11 @@ func TestReplicasShareRateLimitUnderRace(t *testing.T) {
 			t.Errorf("client %d: %d allowed, want exactly 5", c, got)
 		}
 	}
+	if t.Failed() {
+		for i, g := range gws {
+			t.Logf("replica %d: %d detection_failed lines (fail-open)", i, len(g.logs.lines("detection_failed")))
+		}
+	}
 }
 
 func TestReplicasShareEnumerationAndBans(t *testing.T) {
