@@ -118,12 +118,11 @@ func crlfCheck(in *Input) (Finding, bool) {
 	return Finding{}, false
 }
 
-// sensitiveHeader reports headers whose injection changes a response or a
-// request: cookies, redirects, content framing, caching, CORS.
-func sensitiveHeader(name []byte) bool {
-	var buf [32]byte
+// lowerName lower-cases a header name of at most 32 bytes into buf, without
+// allocating; ok is false for longer names (no standard header is longer).
+func lowerName(buf *[32]byte, name []byte) ([]byte, bool) {
 	if len(name) > len(buf) {
-		return false
+		return nil, false
 	}
 	for i, c := range name {
 		if 'A' <= c && c <= 'Z' {
@@ -131,7 +130,18 @@ func sensitiveHeader(name []byte) bool {
 		}
 		buf[i] = c
 	}
-	switch string(buf[:len(name)]) {
+	return buf[:len(name)], true
+}
+
+// sensitiveHeader reports headers whose injection changes a response or a
+// request: cookies, redirects, content framing, caching, CORS.
+func sensitiveHeader(name []byte) bool {
+	var buf [32]byte
+	lower, ok := lowerName(&buf, name)
+	if !ok {
+		return false
+	}
+	switch string(lower) {
 	case "set-cookie", "cookie", "location", "refresh", "content-type", "content-length",
 		"transfer-encoding", "content-disposition", "content-security-policy", "x-xss-protection",
 		"access-control-allow-origin", "access-control-allow-credentials", "cache-control", "host",
@@ -144,16 +154,11 @@ func sensitiveHeader(name []byte) bool {
 // httpHeader reports the other standard request and response headers.
 func httpHeader(name []byte) bool {
 	var buf [32]byte
-	if len(name) > len(buf) {
+	lower, ok := lowerName(&buf, name)
+	if !ok {
 		return false
 	}
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	switch string(buf[:len(name)]) {
+	switch string(lower) {
 	case "accept", "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "content-encoding",
 		"content-language", "content-location", "content-range", "date", "etag", "expires", "if-match",
 		"if-modified-since", "if-none-match", "keep-alive", "last-modified", "origin", "p3p", "pragma",
