@@ -261,7 +261,6 @@ type exchange struct {
 	// hdr backs the forwarding-header values set in rewrite; the outbound
 	// header map is dropped before the exchange is reused.
 	hdr       [3][1]string
-	upStart   time.Time
 	upLatency time.Duration
 }
 
@@ -285,7 +284,7 @@ func (ex *exchange) reset() {
 	}
 	ex.reader.Reset(nil)
 	ex.trusted, ex.cachedRefusal, ex.status, ex.header, ex.upErr = false, false, 0, nil, nil
-	ex.upStart, ex.upLatency = time.Time{}, 0
+	ex.upLatency = 0
 }
 
 // Canned answers. A block never says which detection fired.
@@ -367,13 +366,15 @@ func (g *Gateway) handle(c echo.Context) (err error) {
 	if !exempt {
 		// 2. Blocklist: local cache first, then (below) the store, before
 		// the body is read.
-		if b, until, ok := g.bans.get(r.ClientKey, start); ok {
+		if b, _, ok := g.bans.get(r.ClientKey, start); ok {
 			g.metrics.blocklistHits.WithLabelValues("local").Inc()
-			return g.refuseBanned(c, r, b, until)
+			g.refuseBanned(c, r, b)
+			return nil
 		}
 		if e, ok := g.cidrs.Load().match(ip, start); ok {
 			g.metrics.blocklistHits.WithLabelValues("local").Inc()
-			return g.refuseBanned(c, r, banEntry{until: e.until, reason: e.reason, detection: "admin"}, e.until)
+			g.refuseBanned(c, r, banEntry{until: e.until, reason: e.reason, detection: "admin"})
+			return nil
 		}
 		// No per-request timer: the store call is bounded by redis.timeout
 		// (microseconds while the circuit is open) and detections only
@@ -463,11 +464,7 @@ func (g *Gateway) fetchState(ctx context.Context, c echo.Context, ex *exchange, 
 			be.until = time.Time{}
 		}
 		g.cacheBan(r.ClientKey, be)
-		until := be.until
-		if until.IsZero() {
-			until = time.Now().Add(g.cfg.BanCacheMaxStale)
-		}
-		_ = g.refuseBanned(c, r, be, until)
+		g.refuseBanned(c, r, be)
 		return true
 	}
 	ex.state = check.State
@@ -484,7 +481,7 @@ func (g *Gateway) fetchState(ctx context.Context, c echo.Context, ex *exchange, 
 }
 
 // refuseBanned answers a banned client: 403 with Retry-After.
-func (g *Gateway) refuseBanned(c echo.Context, r *detections.Request, b banEntry, until time.Time) error {
+func (g *Gateway) refuseBanned(c echo.Context, r *detections.Request, b banEntry) {
 	g.metrics.reqBanned.Inc()
 	w := c.Response()
 	left := time.Until(b.until)
@@ -493,10 +490,10 @@ func (g *Gateway) refuseBanned(c echo.Context, r *detections.Request, b banEntry
 	}
 	if g.log.Enabled(c.Request().Context(), slog.LevelDebug) {
 		g.log.LogAttrs(c.Request().Context(), slog.LevelDebug, "banned_request", slog.String("request_id", r.ID),
-			slog.String("client", r.ClientKey), slog.String("method", r.Method), slog.String("route", route(r.Path)))
+			slog.String("client", r.ClientKey), slog.String("method", r.Method), slog.String("route", route(r.Path)),
+			slog.String("detection", b.detection), slog.String("reason", b.reason))
 	}
 	writeError(w, http.StatusForbidden)
-	return nil
 }
 
 // readBody buffers the body up to MaxBodyBytes and puts the same bytes back

@@ -143,9 +143,9 @@ func (g *Gateway) proxyError(w http.ResponseWriter, req *http.Request, err error
 func (g *Gateway) serveProxy(c echo.Context, ex *exchange) {
 	req := c.Request()
 	ctx := context.WithValue(req.Context(), exchangeKey{}, ex)
-	ex.upStart = time.Now()
+	start := time.Now()
 	g.proxy.ServeHTTP(c.Response(), req.WithContext(ctx))
-	ex.upLatency = time.Since(ex.upStart)
+	ex.upLatency = time.Since(start)
 	g.metrics.upstreamLatency.Observe(ex.upLatency.Seconds())
 }
 
