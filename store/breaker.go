@@ -16,6 +16,7 @@ type breaker struct {
 	onChange  func(open bool)
 
 	failures  atomic.Int32
+	failSince atomic.Int64 // unix nanos of the first failure of the streak; 0 when the last call succeeded
 	openUntil atomic.Int64 // unix nanos; 0 when closed
 	probing   atomic.Bool
 	mu        sync.Mutex // serialises state changes (not the fast path)
@@ -46,9 +47,21 @@ func (b *breaker) allow() bool {
 	return b.probing.CompareAndSwap(false, true)
 }
 
+// failingFor is how long calls have failed without a success in between.
+func (b *breaker) failingFor(now time.Time) time.Duration {
+	since := b.failSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return max(time.Duration(now.UnixNano()-since), time.Nanosecond)
+}
+
 func (b *breaker) success() {
 	if b.failures.Load() != 0 {
 		b.failures.Store(0)
+	}
+	if b.failSince.Load() != 0 {
+		b.failSince.Store(0)
 	}
 	if b.openUntil.Load() == 0 {
 		return
@@ -65,6 +78,7 @@ func (b *breaker) success() {
 }
 
 func (b *breaker) failure() {
+	b.failSince.CompareAndSwap(0, time.Now().UnixNano())
 	n := b.failures.Add(1)
 	if b.probing.Load() {
 		// The probe failed: stay open for another cooldown.

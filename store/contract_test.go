@@ -9,8 +9,10 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/record"
 	"github.com/rampartgw/rampart/store"
 	"github.com/rampartgw/rampart/store/storetest"
 )
@@ -20,15 +22,15 @@ import (
 type Store interface {
 	Check(ctx context.Context, client string, q *detections.StateQuery) (detections.Check, error)
 	Incr(ctx context.Context, client string, window time.Duration) (int64, error)
-	Allow(ctx context.Context, key string, limit redis_rate.Limit) (*redis_rate.Result, error)
-	Ban(ctx context.Context, req detections.BanRequest) (detections.Ban, error)
-	Unban(ctx context.Context, client string) (bool, error)
-	GetBan(ctx context.Context, client string) (detections.Ban, bool, error)
-	BanCIDR(ctx context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (detections.Ban, error)
+	Allow(ctx context.Context, key string, limit detections.Limit) (detections.RateResult, error)
+	Ban(ctx context.Context, req record.BanRequest) (record.Ban, error)
+	Unban(ctx context.Context, client string, forget bool) (bool, error)
+	GetBan(ctx context.Context, client string) (record.Ban, bool, error)
+	BanCIDR(ctx context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (record.Ban, error)
 	UnbanCIDR(ctx context.Context, prefix netip.Prefix) (bool, error)
-	ListCIDRBans(ctx context.Context) ([]detections.Ban, error)
-	ListBans(ctx context.Context, limit int) ([]detections.Ban, error)
-	SubscribeBans(ctx context.Context, fn func(detections.BanEvent))
+	ListCIDRBans(ctx context.Context) ([]record.Ban, error)
+	ListBans(ctx context.Context, limit int) ([]record.Ban, error)
+	SubscribeBans(ctx context.Context, fn func(record.BanEvent))
 	Ping(ctx context.Context) error
 	Shared() bool
 }
@@ -63,11 +65,11 @@ func TestContractRealRedis(t *testing.T) {
 		t.Skip("real redis contract runs in the full suite")
 	}
 	srv := storetest.Real(t)
-	s := storetest.NewOn(t, srv.Addr)
+	s := storetest.NewFor(t, srv)
 	testStore(t, s, func(d time.Duration) { time.Sleep(d) })
 	t.Run("every key has a TTL", func(t *testing.T) {
 		c := srv.Client()
-		keys, err := c.Keys(t.Context(), "gw:*").Result()
+		keys, err := c.Keys(t.Context(), srv.Prefix+"*").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +95,7 @@ func near(t *testing.T, what string, got, want, tol time.Duration) {
 func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 	ctx := context.Background()
 	const tol = 150 * time.Millisecond
-	limit := redis_rate.Limit{Rate: 5, Burst: 5, Period: time.Second}
+	limit := detections.Limit{Rate: 5, Burst: 5, Period: time.Second}
 
 	t.Run("rate limit admits the burst then one per period/rate", func(t *testing.T) {
 		q := &detections.StateQuery{RateLimit: limit, BanAfter: 3}
@@ -142,7 +144,7 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 	})
 
 	t.Run("allow uses the same limiter", func(t *testing.T) {
-		l := redis_rate.Limit{Rate: 2, Burst: 2, Period: time.Second}
+		l := detections.Limit{Rate: 2, Burst: 2, Period: time.Second}
 		for i, want := range []int{1, 1, 0} {
 			res, err := s.Allow(ctx, "fallback:198.51.100.1", l)
 			if err != nil {
@@ -182,7 +184,7 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 
 	t.Run("ban blocks, expires, escalates and can be lifted", func(t *testing.T) {
 		client := "2001:db8:1:2::/64"
-		req := detections.BanRequest{Client: client, Reason: "rate_limited", Detection: "rate_limit", Duration: 400 * time.Millisecond, Replica: "r1", Escalate: true}
+		req := record.BanRequest{Client: client, Reason: "rate_limited", Detection: "rate_limit", Duration: 400 * time.Millisecond, Replica: "r1", Escalate: true}
 		b, err := s.Ban(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -235,11 +237,11 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 		if b2.Count != 2 {
 			t.Errorf("count = %d, want 2", b2.Count)
 		}
-		ok, err := s.Unban(ctx, client)
+		ok, err := s.Unban(ctx, client, false)
 		if err != nil || !ok {
 			t.Fatalf("unban = %v, %v", ok, err)
 		}
-		if ok, _ := s.Unban(ctx, client); ok {
+		if ok, _ := s.Unban(ctx, client, false); ok {
 			t.Error("second unban reported a ban")
 		}
 		if c, _ := s.Check(ctx, client, q); c.Ban != nil {
@@ -252,10 +254,10 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 
 	t.Run("an operator's ban replaces an active ban", func(t *testing.T) {
 		client := "192.0.2.88"
-		if _, err := s.Ban(ctx, detections.BanRequest{Client: client, Reason: "auto", Detection: "payload", Duration: time.Minute, Escalate: true}); err != nil {
+		if _, err := s.Ban(ctx, record.BanRequest{Client: client, Reason: "auto", Detection: "payload", Duration: time.Minute, Escalate: true}); err != nil {
 			t.Fatal(err)
 		}
-		b, err := s.Ban(ctx, detections.BanRequest{Client: client, Reason: "operator says", Detection: "admin", Duration: 2 * time.Hour, Replace: true})
+		b, err := s.Ban(ctx, record.BanRequest{Client: client, Reason: "operator says", Detection: "admin", Duration: 2 * time.Hour, Replace: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,26 +267,49 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 			t.Errorf("after replace: %+v %v %v", got, found, err)
 		}
 		near(t, "stored ttl", got.TTL, 2*time.Hour, time.Second)
-		if _, err := s.Unban(ctx, client); err != nil {
+		if _, err := s.Unban(ctx, client, false); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("escalation is capped", func(t *testing.T) {
 		client := "192.0.2.77"
-		req := detections.BanRequest{Client: client, Reason: "x", Detection: "d", Duration: 10 * time.Hour, Escalate: true}
-		var last detections.Ban
+		req := record.BanRequest{Client: client, Reason: "x", Detection: "d", Duration: 10 * time.Hour, Escalate: true}
+		var last record.Ban
 		for i := 0; i < 3; i++ {
 			b, err := s.Ban(ctx, req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			last = b
-			if _, err := s.Unban(ctx, client); err != nil {
+			if _, err := s.Unban(ctx, client, false); err != nil {
 				t.Fatal(err)
 			}
 		}
 		near(t, "capped ban", last.TTL, 24*time.Hour, time.Second)
+	})
+
+	t.Run("unban with forget resets escalation", func(t *testing.T) {
+		client := "192.0.2.78"
+		req := record.BanRequest{Client: client, Reason: "x", Detection: "d", Duration: time.Minute, Escalate: true}
+		for i, forget := range []bool{false, true} {
+			if _, err := s.Ban(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Unban(ctx, client, forget); err != nil {
+				t.Fatal(err)
+			}
+			_ = i
+		}
+		b, err := s.Ban(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Count != 1 {
+			t.Errorf("after forget: strike %d, want 1", b.Count)
+		}
+		near(t, "ban after forget", b.TTL, time.Minute, time.Second)
+		_, _ = s.Unban(ctx, client, true)
 	})
 
 	t.Run("range bans", func(t *testing.T) {
@@ -315,9 +340,9 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 	t.Run("ban events reach subscribers", func(t *testing.T) {
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		events := make(chan detections.BanEvent, 16)
-		go s.SubscribeBans(sctx, func(ev detections.BanEvent) { events <- ev })
-		expect := func(want func(detections.BanEvent) bool, what string) {
+		events := make(chan record.BanEvent, 16)
+		go s.SubscribeBans(sctx, func(ev record.BanEvent) { events <- ev })
+		expect := func(want func(record.BanEvent) bool, what string) {
 			t.Helper()
 			timeout := time.After(3 * time.Second)
 			for {
@@ -331,19 +356,19 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 				}
 			}
 		}
-		expect(func(ev detections.BanEvent) bool { return ev.Reset }, "reset")
-		if _, err := s.Ban(ctx, detections.BanRequest{Client: "192.0.2.99", Reason: "r", Detection: "d", Duration: time.Minute}); err != nil {
+		expect(func(ev record.BanEvent) bool { return ev.Reset }, "reset")
+		if _, err := s.Ban(ctx, record.BanRequest{Client: "192.0.2.99", Reason: "r", Detection: "d", Duration: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
-		expect(func(ev detections.BanEvent) bool { return ev.Client == "192.0.2.99" && !ev.Unban && !ev.Until.IsZero() }, "ban")
-		if _, err := s.Unban(ctx, "192.0.2.99"); err != nil {
+		expect(func(ev record.BanEvent) bool { return ev.Client == "192.0.2.99" && !ev.Unban && !ev.Until.IsZero() }, "ban")
+		if _, err := s.Unban(ctx, "192.0.2.99", false); err != nil {
 			t.Fatal(err)
 		}
-		expect(func(ev detections.BanEvent) bool { return ev.Client == "192.0.2.99" && ev.Unban }, "unban")
+		expect(func(ev record.BanEvent) bool { return ev.Client == "192.0.2.99" && ev.Unban }, "unban")
 	})
 }
 
-func containsBan(l []detections.Ban, client string) bool {
+func containsBan(l []record.Ban, client string) bool {
 	for _, b := range l {
 		if b.Client == client {
 			return true
@@ -357,16 +382,18 @@ func containsBan(l []detections.Ban, client string) bool {
 // identical decisions: the hot-path script is redis_rate's GCRA.
 func TestCheckMatchesRedisRate(t *testing.T) {
 	s, mr := storetest.New(t)
-	rl := redis_rate.NewLimiter(s.Client())
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	rl := redis_rate.NewLimiter(rdb)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	mr.SetTime(now)
-	limit := redis_rate.Limit{Rate: 3, Burst: 4, Period: time.Second}
+	limit := detections.Limit{Rate: 3, Burst: 4, Period: time.Second}
 	steps := []time.Duration{0, 0, 0, 0, 0, 100, 250, 10, 333, 0, 0, 1000, 0, 0, 0, 0, 0}
 	for i, step := range steps {
 		now = now.Add(step * time.Millisecond)
 		mr.SetTime(now)
 		mr.FastForward(step * time.Millisecond)
-		want, err := rl.Allow(t.Context(), "ref", limit)
+		want, err := rl.Allow(t.Context(), "ref", redis_rate.Limit{Rate: limit.Rate, Burst: limit.Burst, Period: limit.Period})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -385,7 +412,7 @@ func TestCheckMatchesRedisRate(t *testing.T) {
 // TestOutageFailsFastAndRecovers drives the breaker with miniredis errors.
 func TestOutageFailsFastAndRecovers(t *testing.T) {
 	s, mr := storetest.New(t)
-	q := &detections.StateQuery{RateLimit: redis_rate.PerMinute(100)}
+	q := &detections.StateQuery{RateLimit: detections.PerMinute(100)}
 	if _, err := s.Check(t.Context(), "192.0.2.1", q); err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +428,7 @@ func TestOutageFailsFastAndRecovers(t *testing.T) {
 		}
 		failures++
 	}
-	if !s.BreakerOpen() {
+	if s.Healthy() {
 		t.Fatal("breaker still closed after 20 failures")
 	}
 	start := time.Now()
@@ -424,7 +451,7 @@ func TestOutageFailsFastAndRecovers(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if s.BreakerOpen() {
+	if !s.Healthy() {
 		t.Error("breaker open after recovery")
 	}
 }
@@ -435,7 +462,7 @@ func TestScriptErrorDoesNotOpenBreaker(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		_, _ = s.Check(t.Context(), "192.0.2.1", &detections.StateQuery{})
 	}
-	if s.BreakerOpen() {
+	if !s.Healthy() {
 		t.Error("a server error reply opened the breaker")
 	}
 	mr.SetError("")

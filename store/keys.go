@@ -1,6 +1,9 @@
 package store
 
-import "unsafe"
+import (
+	"strconv"
+	"unsafe"
+)
 
 // The Redis key schema. This file is the only place key names are built.
 //
@@ -16,23 +19,60 @@ import "unsafe"
 //	<prefix>rl:{<client>}:<route>   string  same, per-route bucket
 //	<prefix>rlx:{<client>}[:route]  string  refusals in the current period (hammering)
 //	<prefix>enum:{<client>}         string  invalid requests in the current window
-//	<prefix>bans                    zset    index of active bans: member client, score
+//	<prefix>bans[:{<p>}]            zset    index of active bans: member client, score
 //	                                        = expiry (unix ms); pruned on every ban
-//	<prefix>cidrbans                hash    operator range bans: CIDR ->
+//	<prefix>cidrbans[:{<p>}]        hash    operator range bans: CIDR ->
 //	                                        "until_ms<TAB>created_ms<TAB>replica<TAB>reason";
 //	                                        TTL = the longest range ban
-//	<prefix>events                  stream  security events (see the events writer)
+//	<prefix>events[:{<p>}]          stream  security events (see the events writer)
 //	<prefix>bans:events             channel pub/sub: ban and unban notifications
 //
-// <client> is an IPv4 address or an IPv6 prefix ("2001:db8:1:2::/64").
+// <client> is an IPv4 address, an IPv6 prefix ("2001:db8:1:2::/64") or a
+// hashed identity ("id:" and 32 hex digits).
+//
+// The three global structures are partitioned (redis.partitions; 16 on a
+// Cluster, 1 otherwise): partition <p> of a client or range is a hash of
+// it, events go to the partitions in turn, and readers merge them, so no
+// Cluster shard holds all of them. With one partition the names carry no
+// suffix, as they always did.
 
 // Keys builds key names under one prefix (default "gw:").
 type Keys struct {
-	prefix string
+	prefix     string
+	partitions int
 }
 
-// NewKeys returns the schema under prefix.
-func NewKeys(prefix string) Keys { return Keys{prefix: prefix} }
+// NewKeys returns the schema under prefix, with one partition.
+func NewKeys(prefix string) Keys { return Keys{prefix: prefix, partitions: 1} }
+
+// NewPartitionedKeys returns the schema with n partitions of the global
+// structures.
+func NewPartitionedKeys(prefix string, n int) Keys {
+	return Keys{prefix: prefix, partitions: max(n, 1)}
+}
+
+// Partitions returns how many partitions the global structures have.
+func (k Keys) Partitions() int { return k.partitions }
+
+// partitionOf returns the partition of a client or range (FNV-1a).
+func (k Keys) partitionOf(s string) int {
+	if k.partitions == 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return int(h % uint32(k.partitions))
+}
+
+func (k Keys) part(name string, p int) string {
+	if k.partitions == 1 {
+		return k.prefix + name
+	}
+	return k.prefix + name + ":{" + strconv.Itoa(p) + "}"
+}
 
 // Prefix returns the namespace prefix.
 func (k Keys) Prefix() string { return k.prefix }
@@ -66,17 +106,27 @@ func (k Keys) Refused(client, bucket string) string {
 // Invalid is the enumeration counter of client.
 func (k Keys) Invalid(client string) string { return k.tagged("enum", client) }
 
-// BanIndex is the sorted set of active bans.
-func (k Keys) BanIndex() string { return k.prefix + "bans" }
+// BanIndex is the sorted set of active bans of partition p.
+func (k Keys) BanIndex(p int) string { return k.part("bans", p) }
 
-// CIDRBans is the hash of range bans.
-func (k Keys) CIDRBans() string { return k.prefix + "cidrbans" }
+// BanIndexOf is the ban index partition that holds client.
+func (k Keys) BanIndexOf(client string) string { return k.BanIndex(k.partitionOf(client)) }
+
+// CIDRBans is the hash of range bans of partition p.
+func (k Keys) CIDRBans(p int) string { return k.part("cidrbans", p) }
+
+// CIDRBansOf is the range-ban partition that holds prefix.
+func (k Keys) CIDRBansOf(prefix string) string { return k.CIDRBans(k.partitionOf(prefix)) }
 
 // BanChannel is the pub/sub channel for ban and unban notifications.
 func (k Keys) BanChannel() string { return k.prefix + "bans:events" }
 
-// Events is the security-event stream.
-func (k Keys) Events() string { return k.prefix + "events" }
+// Events is partition 0 of the security-event stream (the whole stream
+// with one partition).
+func (k Keys) Events() string { return k.EventsPart(0) }
+
+// EventsPart is partition p of the security-event stream.
+func (k Keys) EventsPart(p int) string { return k.part("events", p) }
 
 // check returns the four keys of the check script (ban, rl, rlx, enum)
 // built in one allocation: this runs on every request.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"net/netip"
@@ -10,9 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/record"
 )
 
 // MemoryConfig configures the in-process store.
@@ -20,16 +20,26 @@ type MemoryConfig struct {
 	// MaxEntries caps the number of live keys (buckets, counters, bans);
 	// when full, expired entries go first, then arbitrary ones. Memory stays
 	// bounded whatever the number of distinct clients.
-	MaxEntries int
-	Escalation Escalation
-	Replica    string
-	// Now is the clock; nil uses time.Now. Tests drive it.
-	Now func() time.Time
+	MaxEntries int `yaml:"max_entries"`
+	// Escalation applies to automatic bans (bans.escalation in the file).
+	Escalation Escalation `yaml:"-"`
+	// Replica names this instance in bans.
+	Replica string `yaml:"-"`
+	// Now is the clock; nil uses time.Now. Tests and replays drive it.
+	Now func() time.Time `yaml:"-"`
 }
 
 // DefaultMemoryConfig caps the store at 200,000 entries (a few tens of MB).
 func DefaultMemoryConfig() MemoryConfig {
-	return MemoryConfig{MaxEntries: 200_000, Escalation: DefaultConfig().Escalation}
+	return MemoryConfig{MaxEntries: 200_000, Escalation: DefaultEscalation()}
+}
+
+// Validate reports every problem in c.
+func (c MemoryConfig) Validate() error {
+	if c.MaxEntries <= 0 {
+		return fmt.Errorf("max_entries: %d must be > 0", c.MaxEntries)
+	}
+	return nil
 }
 
 const memShards = 64
@@ -45,9 +55,9 @@ type Memory struct {
 	perShard int
 
 	subMu sync.Mutex
-	subs  map[int]func(detections.BanEvent)
+	subs  map[int]func(record.BanEvent)
 	subN  int
-	cidr  map[string]detections.Ban
+	cidr  map[string]record.Ban
 }
 
 type memEntry struct {
@@ -67,12 +77,12 @@ func NewMemory(cfg MemoryConfig) *Memory {
 		cfg.MaxEntries = DefaultMemoryConfig().MaxEntries
 	}
 	if cfg.Escalation.Factor < 1 {
-		cfg.Escalation = DefaultConfig().Escalation
+		cfg.Escalation = DefaultEscalation()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Memory{cfg: cfg, keys: NewKeys("gw:"), seed: maphash.MakeSeed(), subs: map[int]func(detections.BanEvent){}}
+	s := &Memory{cfg: cfg, keys: NewKeys("gw:"), seed: maphash.MakeSeed(), subs: map[int]func(record.BanEvent){}}
 	s.perShard = max(cfg.MaxEntries/memShards, 1)
 	for i := range s.shards {
 		s.shards[i].m = map[string]*memEntry{}
@@ -147,7 +157,7 @@ func (sh *memShard) put(key string, e *memEntry, now time.Time, limit int) {
 }
 
 // gcra mirrors gcraLua exactly (same float arithmetic, same TTL rule).
-func gcra(e *memEntry, now float64, limit redis_rate.Limit) (res redis_rate.Result, newTAT float64, store bool) {
+func gcra(e *memEntry, now float64, limit detections.Limit) (res detections.RateResult, newTAT float64, store bool) {
 	period := limit.Period.Seconds()
 	emission := period / float64(limit.Rate)
 	increment := emission
@@ -162,9 +172,9 @@ func gcra(e *memEntry, now float64, limit redis_rate.Limit) (res redis_rate.Resu
 	diff := now - allowAt
 	remaining := diff / emission
 	if remaining < 0 {
-		return redis_rate.Result{Limit: limit, RetryAfter: secondsDur(-diff), ResetAfter: secondsDur(tat - now)}, 0, false
+		return detections.RateResult{Limit: limit, RetryAfter: secondsDur(-diff), ResetAfter: secondsDur(tat - now)}, 0, false
 	}
-	return redis_rate.Result{Limit: limit, Allowed: 1, Remaining: int(remaining), RetryAfter: -1, ResetAfter: secondsDur(newTAT - now)}, newTAT, newTAT-now > 0
+	return detections.RateResult{Limit: limit, Allowed: 1, Remaining: int(remaining), RetryAfter: -1, ResetAfter: secondsDur(newTAT - now)}, newTAT, newTAT-now > 0
 }
 
 const jan2017 = 1483228800
@@ -173,21 +183,48 @@ func epochSeconds(t time.Time) float64 {
 	return float64(t.Unix()-jan2017) + float64(t.Nanosecond()/1000)/1e6
 }
 
-// Check mirrors checkScript.
+// Check mirrors checkScript: it fills the same checkReply, which both
+// stores turn into the answer.
 func (s *Memory) Check(_ context.Context, client string, q *detections.StateQuery) (detections.Check, error) {
 	now := s.cfg.Now()
+	out := s.check(client, q, now)
+	if out.Ban != nil || len(q.Subjects) == 0 {
+		return out, nil
+	}
+	out.State.Subjects = make([]detections.SubjectState, len(q.Subjects))
+	for i := range q.Subjects {
+		sq := &q.Subjects[i]
+		r := s.check(sq.Subject, &detections.StateQuery{RateLimit: sq.RateLimit, RateKey: sq.RateKey, BanAfter: sq.BanAfter,
+			InvalidWindow: sq.InvalidWindow, CountInvalid: sq.CountInvalid}, now)
+		if r.Ban != nil {
+			return r, nil
+		}
+		out.State.Subjects[i] = detections.SubjectState{Subject: sq.Subject, Rate: r.State.Rate, Refused: r.State.Refused, Invalid: r.State.Invalid}
+	}
+	return out, nil
+}
+
+// check is one subject's part of Check.
+func (s *Memory) check(client string, q *detections.StateQuery, now time.Time) detections.Check {
 	sh := s.shard(client)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	var c checkReply
 	if b := sh.get(s.keys.Ban(client), now); b != nil {
-		ban := banFromHash(client, b.hash, 0)
+		c.banned, c.ttlMS = true, -1
 		if !b.expires.IsZero() {
-			ban.TTL = b.expires.Sub(now)
-			ban.Until = b.expires
+			c.ttlMS = max(b.expires.Sub(now).Milliseconds(), 1)
 		}
-		return detections.Check{Ban: &ban}, nil
+		c.reason, c.detection, c.replica = b.hash["reason"], b.hash["detection"], b.hash["replica"]
+		c.count, _ = parseIntLenient(b.hash["count"])
+		c.firstSeenMS, _ = parseIntLenient(b.hash["first_seen"])
+		res := c.result(client, q, now)
+		if !b.expires.IsZero() {
+			res.Ban.Until = b.expires
+		}
+		return res
 	}
-	var c detections.Check
+	c.allowed, c.retryAfter = 1, -1
 	if !q.RateLimit.IsZero() {
 		key := s.keys.Rate(client, q.RateKey)
 		e := sh.get(key, now)
@@ -196,20 +233,29 @@ func (s *Memory) Check(_ context.Context, client string, q *detections.StateQuer
 			ttl := time.Duration(math.Ceil(res.ResetAfter.Seconds())) * time.Second
 			sh.put(key, &memEntry{num: tat, expires: now.Add(ttl)}, now, s.perShard)
 		}
-		c.State.Rate = res
+		c.allowed, c.remaining = int64(res.Allowed), int64(res.Remaining)
+		c.retryAfter, c.resetAfter = durSeconds(res.RetryAfter), durSeconds(res.ResetAfter)
 		if res.Allowed == 0 && q.BanAfter > 0 {
-			c.State.Refused = s.incrLocked(sh, s.keys.Refused(client, q.RateKey), q.RateLimit.Period, now)
+			c.refused = s.incrLocked(sh, s.keys.Refused(client, q.RateKey), q.RateLimit.Period, now)
 		}
 	}
 	if q.InvalidWindow > 0 {
 		key := s.keys.Invalid(client)
 		if q.CountInvalid {
-			c.State.Invalid = s.incrLocked(sh, key, q.InvalidWindow, now)
+			c.invalid = s.incrLocked(sh, key, q.InvalidWindow, now)
 		} else if e := sh.get(key, now); e != nil {
-			c.State.Invalid = int64(e.num)
+			c.invalid = int64(e.num)
 		}
 	}
-	return c, nil
+	return c.result(client, q, now)
+}
+
+// durSeconds is secondsDur's inverse.
+func durSeconds(d time.Duration) float64 {
+	if d == -1 {
+		return -1
+	}
+	return d.Seconds()
 }
 
 func (s *Memory) incrLocked(sh *memShard, key string, window time.Duration, now time.Time) int64 {
@@ -233,7 +279,7 @@ func (s *Memory) Incr(_ context.Context, client string, window time.Duration) (i
 
 // Allow runs the GCRA limit for a logical key; it is also the rate_limit
 // detection's local fallback limiter.
-func (s *Memory) Allow(ctx context.Context, key string, limit redis_rate.Limit) (*redis_rate.Result, error) {
+func (s *Memory) Allow(ctx context.Context, key string, limit detections.Limit) (detections.RateResult, error) {
 	now := s.cfg.Now()
 	sh := s.shard(key)
 	sh.mu.Lock()
@@ -244,13 +290,13 @@ func (s *Memory) Allow(ctx context.Context, key string, limit redis_rate.Limit) 
 		ttl := time.Duration(math.Ceil(res.ResetAfter.Seconds())) * time.Second
 		sh.put(k, &memEntry{num: tat, expires: now.Add(ttl)}, now, s.perShard)
 	}
-	return &res, nil
+	return res, nil
 }
 
 // Ban mirrors banScript.
-func (s *Memory) Ban(_ context.Context, req detections.BanRequest) (detections.Ban, error) {
+func (s *Memory) Ban(_ context.Context, req record.BanRequest) (record.Ban, error) {
 	if req.Duration <= 0 {
-		return detections.Ban{}, errors.New("ban: duration must be > 0")
+		return record.Ban{}, errors.New("ban: duration must be > 0")
 	}
 	now := s.cfg.Now()
 	sh := s.shard(req.Client)
@@ -266,7 +312,7 @@ func (s *Memory) Ban(_ context.Context, req detections.BanRequest) (detections.B
 		b := banFromHash(req.Client, e.hash, 0)
 		b.TTL, b.Until, b.New = req.Duration, until, true
 		sh.mu.Unlock()
-		s.publish(detections.BanEvent{Client: req.Client, Until: until})
+		s.publish(record.BanEvent{Client: req.Client, Until: until})
 		return b, nil
 	}
 	if e := sh.get(banKey, now); e != nil {
@@ -308,31 +354,34 @@ func (s *Memory) Ban(_ context.Context, req detections.BanRequest) (detections.B
 	sh.mu.Unlock()
 	b := banFromHash(req.Client, h, 0)
 	b.TTL, b.Until, b.New = dur, until, true
-	s.publish(detections.BanEvent{Client: req.Client, Until: until})
+	s.publish(record.BanEvent{Client: req.Client, Until: until})
 	return b, nil
 }
 
 // Unban removes a ban.
-func (s *Memory) Unban(_ context.Context, client string) (bool, error) {
+func (s *Memory) Unban(_ context.Context, client string, forget bool) (bool, error) {
 	now := s.cfg.Now()
 	sh := s.shard(client)
 	sh.mu.Lock()
 	existed := sh.get(s.keys.Ban(client), now) != nil
 	delete(sh.m, s.keys.Ban(client))
+	if forget {
+		delete(sh.m, s.keys.Offender(client))
+	}
 	sh.mu.Unlock()
-	s.publish(detections.BanEvent{Client: client, Unban: true})
+	s.publish(record.BanEvent{Client: client, Unban: true})
 	return existed, nil
 }
 
 // GetBan returns client's active ban; found is false when there is none.
-func (s *Memory) GetBan(_ context.Context, client string) (detections.Ban, bool, error) {
+func (s *Memory) GetBan(_ context.Context, client string) (record.Ban, bool, error) {
 	now := s.cfg.Now()
 	sh := s.shard(client)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.get(s.keys.Ban(client), now)
 	if e == nil {
-		return detections.Ban{}, false, nil
+		return record.Ban{}, false, nil
 	}
 	b := banFromHash(client, e.hash, 0)
 	b.TTL, b.Until = e.expires.Sub(now), e.expires
@@ -340,21 +389,21 @@ func (s *Memory) GetBan(_ context.Context, client string) (detections.Ban, bool,
 }
 
 // BanCIDR bans a range.
-func (s *Memory) BanCIDR(_ context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (detections.Ban, error) {
+func (s *Memory) BanCIDR(_ context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (record.Ban, error) {
 	if dur <= 0 {
-		return detections.Ban{}, errors.New("ban: duration must be > 0")
+		return record.Ban{}, errors.New("ban: duration must be > 0")
 	}
 	p := prefix.Masked().String()
 	now := s.cfg.Now()
-	b := detections.Ban{Client: p, CIDR: true, Reason: reason, Detection: "admin", Replica: replica,
+	b := record.Ban{Client: p, CIDR: true, Reason: reason, Detection: "admin", Replica: replica,
 		FirstSeen: now, LastSeen: now, Until: now.Add(dur), TTL: dur, Count: 1, New: true}
 	s.subMu.Lock()
 	if s.cidr == nil {
-		s.cidr = map[string]detections.Ban{}
+		s.cidr = map[string]record.Ban{}
 	}
 	s.cidr[p] = b
 	s.subMu.Unlock()
-	s.publish(detections.BanEvent{Client: p, CIDR: true})
+	s.publish(record.BanEvent{Client: p, CIDR: true})
 	return b, nil
 }
 
@@ -365,16 +414,16 @@ func (s *Memory) UnbanCIDR(_ context.Context, prefix netip.Prefix) (bool, error)
 	_, ok := s.cidr[p]
 	delete(s.cidr, p)
 	s.subMu.Unlock()
-	s.publish(detections.BanEvent{Client: p, CIDR: true})
+	s.publish(record.BanEvent{Client: p, CIDR: true})
 	return ok, nil
 }
 
 // ListCIDRBans returns the active range bans.
-func (s *Memory) ListCIDRBans(context.Context) ([]detections.Ban, error) {
+func (s *Memory) ListCIDRBans(context.Context) ([]record.Ban, error) {
 	now := s.cfg.Now()
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
-	var out []detections.Ban
+	var out []record.Ban
 	for p, b := range s.cidr {
 		if !now.Before(b.Until) {
 			delete(s.cidr, p)
@@ -388,12 +437,12 @@ func (s *Memory) ListCIDRBans(context.Context) ([]detections.Ban, error) {
 }
 
 // ListBans returns up to limit active bans, longest remaining first.
-func (s *Memory) ListBans(_ context.Context, limit int) ([]detections.Ban, error) {
+func (s *Memory) ListBans(_ context.Context, limit int) ([]record.Ban, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
 	now := s.cfg.Now()
-	var out []detections.Ban
+	var out []record.Ban
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -418,6 +467,14 @@ func (s *Memory) ListBans(_ context.Context, limit int) ([]detections.Ban, error
 	return out, nil
 }
 
+// BanIndex returns up to limit active bans, longest-lasting first.
+func (s *Memory) BanIndex(ctx context.Context, limit int) ([]record.Ban, error) {
+	return s.ListBans(ctx, limit)
+}
+
+// FailingFor is always 0: the memory store does not fail.
+func (s *Memory) FailingFor(time.Time) time.Duration { return 0 }
+
 // Counters returns a client's counters under the same names as Redis.
 func (s *Memory) Counters(_ context.Context, client string) (map[string]string, error) {
 	now := s.cfg.Now()
@@ -441,22 +498,22 @@ func (s *Memory) Counters(_ context.Context, client string) (map[string]string, 
 }
 
 // SubscribeBans delivers this process's ban events to fn until ctx ends.
-func (s *Memory) SubscribeBans(ctx context.Context, fn func(detections.BanEvent)) {
+func (s *Memory) SubscribeBans(ctx context.Context, fn func(record.BanEvent)) {
 	s.subMu.Lock()
 	id := s.subN
 	s.subN++
 	s.subs[id] = fn
 	s.subMu.Unlock()
-	fn(detections.BanEvent{Reset: true})
+	fn(record.BanEvent{Reset: true})
 	<-ctx.Done()
 	s.subMu.Lock()
 	delete(s.subs, id)
 	s.subMu.Unlock()
 }
 
-func (s *Memory) publish(ev detections.BanEvent) {
+func (s *Memory) publish(ev record.BanEvent) {
 	s.subMu.Lock()
-	fns := make([]func(detections.BanEvent), 0, len(s.subs))
+	fns := make([]func(record.BanEvent), 0, len(s.subs))
 	for _, fn := range s.subs {
 		fns = append(fns, fn)
 	}
@@ -470,4 +527,23 @@ func msString(t time.Time) string { return itoa(t.UnixMilli()) }
 
 func itoa(n int64) string {
 	return toString(n)
+}
+
+// Spread counts the distinct members (client keys) that used token within
+// window, exactly, up to 10,000 per token.
+func (s *Memory) Spread(_ context.Context, token, member string, window time.Duration) (int64, error) {
+	now := s.cfg.Now()
+	sh := s.shard(token)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	key := s.keys.prefix + "tokip:{" + token + "}"
+	e := sh.get(key, now)
+	if e == nil {
+		e = &memEntry{hash: map[string]string{}, expires: now.Add(window)}
+		sh.put(key, e, now, s.perShard)
+	}
+	if len(e.hash) < 10_000 {
+		e.hash[member] = ""
+	}
+	return int64(len(e.hash)), nil
 }

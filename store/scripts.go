@@ -2,6 +2,27 @@ package store
 
 import "github.com/redis/go-redis/v9"
 
+// lua is a script with its source kept for the EVAL fallback of pipelined
+// calls (go-redis' Script.Run falls back by itself only outside pipelines).
+type lua struct {
+	*redis.Script
+	src string
+	// hash is the script's SHA1, boxed once for the hot path's command
+	// lines (see hotArgs).
+	hash any
+}
+
+// scripts lists every script, for the Cluster test that checks each one
+// runs on keys of one hash slot.
+var scripts []*lua
+
+func newLua(src string) *lua {
+	l := &lua{Script: redis.NewScript(src), src: src}
+	l.hash = l.Hash()
+	scripts = append(scripts, l)
+	return l
+}
+
 // gcraLua is the GCRA of github.com/go-redis/redis_rate/v10 (allowN), itself
 // from rwz/redis-gcra (MIT, Copyright (c) 2017 Pavel Pravosud), kept line for
 // line so decisions are identical to redis_rate's (TestCheckMatchesRedisRate
@@ -51,11 +72,24 @@ end
 // KEYS: ban, rl, rlx, enum (one hash tag: same Cluster slot).
 // ARGV: burst, rate, period (s), do_rl (0|1), count_refused (0|1),
 // enum_window_ms (0: skip), count_invalid (0|1).
-var checkScript = redis.NewScript(`
+//
+// Reply: one string of name=value fields separated by newlines, parsed by
+// name into a checkReply (check.go), which the memory store fills too:
+//
+//	banned=1  ttl=<ms, -1 without expiry>  reason=  detection=  count=
+//	          first_seen=<unix ms>  replica=
+//	banned=0  allowed=<0|1>  remaining=  retry_after=<s, -1 when allowed>
+//	          reset_after=<s>  refused=  invalid=
+//
+// One string is one allocation for the client to read, where a list of
+// fields would be one per field. Values never hold a newline: reasons are
+// printable one-line text and replica names are checked at start.
+var checkScript = newLua(`
 local ttl = redis.call("PTTL", KEYS[1])
 if ttl > 0 or ttl == -1 then
   local f = redis.call("HMGET", KEYS[1], "reason", "detection", "count", "first_seen", "replica")
-  return {1, ttl, f[1] or "", f[2] or "", f[3] or "0", f[4] or "0", f[5] or ""}
+  return "banned=1\nttl=" .. ttl .. "\nreason=" .. (f[1] or "") .. "\ndetection=" .. (f[2] or "") ..
+    "\ncount=" .. (f[3] or "0") .. "\nfirst_seen=" .. (f[4] or "0") .. "\nreplica=" .. (f[5] or "")
 end
 
 local rl = {1, 0, "-1", "0"}
@@ -88,14 +122,15 @@ if window > 0 then
   end
 end
 
-return {0, rl[1], rl[2], rl[3], rl[4], refused, invalid}
+return "banned=0\nallowed=" .. rl[1] .. "\nremaining=" .. string.format("%d", rl[2]) .. "\nretry_after=" .. rl[3] ..
+  "\nreset_after=" .. rl[4] .. "\nrefused=" .. refused .. "\ninvalid=" .. invalid
 `)
 
 // incrScript counts in a fixed window: the TTL is set by the increment that
 // creates the key, in the same round trip.
 //
 // KEYS: counter. ARGV: window_ms.
-var incrScript = redis.NewScript(`
+var incrScript = newLua(`
 local n = redis.call("INCR", KEYS[1])
 if n == 1 or redis.call("PTTL", KEYS[1]) < 0 then
   redis.call("PEXPIRE", KEYS[1], ARGV[1])
@@ -112,7 +147,7 @@ return n
 // escalate (0|1), factor, max_ms, memory_ms, replace (0|1).
 // Returns: {new (0|1), ttl_ms, first_seen_ms, count, until_ms, reason,
 // detection, replica, now_ms}.
-var banScript = redis.NewScript(`
+var banScript = newLua(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = redis.call("PTTL", KEYS[1])
@@ -151,7 +186,7 @@ return {1, dur, first, strikes, expires, ARGV[1], ARGV[2], ARGV[3], now}
 // index's TTL at least as long as its longest ban.
 //
 // KEYS: index. ARGV: client, until_ms.
-var indexScript = redis.NewScript(`
+var indexScript = newLua(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call("ZADD", KEYS[1], ARGV[2], ARGV[1])
@@ -168,7 +203,7 @@ return 1
 //
 // KEYS: cidrbans. ARGV: cidr, duration_ms, reason, replica.
 // Returns {now_ms, until_ms}.
-var cidrBanScript = redis.NewScript(`
+var cidrBanScript = newLua(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expires = now + tonumber(ARGV[2])

@@ -4,15 +4,10 @@
 package storetest
 
 import (
-	"bufio"
 	"context"
-
-	"net"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
-	"os/exec"
-
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rampartgw/rampart/store"
+	"github.com/rampartgw/rampart/testutil/redistest"
 )
 
 // Config returns a store config for tests: short breaker cooldown, the given
@@ -55,119 +51,146 @@ func NewOn(t testing.TB, addr string) *store.Redis {
 	return s
 }
 
-// Server is a real redis-server process started for a test.
+// Server is a real Redis server for a test: one that the test started
+// (Real, RealOwned) or the external one GATEWAY_TEST_REDIS_ADDR names.
 type Server struct {
+	// Addr is host:port.
 	Addr string
-	Dir  string
-	t    testing.TB
-	cmd  *exec.Cmd
-	port int
+	// Dir is the data directory of a server the test started ("" for an
+	// external one).
+	Dir string
+	// Prefix is the key prefix tests must use on this server (ConfigFor
+	// sets it): the store's default "gw:" on a server the test started, a
+	// unique "gw:test-<hex>:" on an external one, which other tests (and
+	// other runs) share.
+	Prefix string
+
+	t     testing.TB
+	redis *redistest.Redis // nil for an external server
 }
 
-// Real starts a real redis-server on a free loopback port, with its data
-// directory in t.TempDir(), and stops it at cleanup. When
-// GATEWAY_TEST_REDIS_ADDR is set, it uses that server instead (flushing it).
-// It skips the test, with a clear message, only when no redis-server binary
-// exists; CI installs one.
+// Real returns a real Redis for t. When GATEWAY_TEST_REDIS_ADDR is set it
+// uses that server without flushing it: the test gets a unique Prefix (use
+// ConfigFor) and, at cleanup, only the keys under that prefix are deleted.
+// Otherwise it starts a redis-server of its own (RealOwned). It skips the
+// test, with a clear message, only when it needs redis-server and none is
+// installed; CI installs one.
+//
+// Tests that need the whole server to themselves (INFO commandstats,
+// restarts, FLUSHALL, KEYS over the default prefix) use RealOwned.
 func Real(t testing.TB) *Server {
 	t.Helper()
-	if addr := os.Getenv("GATEWAY_TEST_REDIS_ADDR"); addr != "" {
-		c := redis.NewClient(&redis.Options{Addr: addr})
+	addr := os.Getenv("GATEWAY_TEST_REDIS_ADDR")
+	if addr == "" {
+		return RealOwned(t)
+	}
+	var tag [6]byte
+	_, _ = rand.Read(tag[:])
+	s := &Server{Addr: addr, Prefix: "gw:test-" + hex.EncodeToString(tag[:]) + ":", t: t}
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		c.Close()
+		t.Fatalf("GATEWAY_TEST_REDIS_ADDR=%s: %v", addr, err)
+	}
+	t.Cleanup(func() {
 		defer c.Close()
-		if err := c.FlushAll(context.Background()).Err(); err != nil {
-			t.Fatalf("flushing GATEWAY_TEST_REDIS_ADDR=%s: %v", addr, err)
+		if err := deletePrefix(context.Background(), c, s.Prefix); err != nil {
+			t.Errorf("deleting the test's keys (%s*) from GATEWAY_TEST_REDIS_ADDR=%s: %v", s.Prefix, addr, err)
 		}
-		return &Server{Addr: addr, t: t}
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed (apt-get install redis-server); .ci/run installs it")
-	}
-	s := &Server{Dir: t.TempDir(), t: t}
-	s.start(bin, 0)
-	t.Cleanup(s.Stop)
+	})
 	return s
 }
 
-func (s *Server) start(bin string, port int) {
+// RealOwned starts a redis-server of t's own on a free loopback port, with
+// its data directory in t.TempDir() and the append-only file on, and stops
+// it at cleanup, whatever GATEWAY_TEST_REDIS_ADDR says. It skips the test
+// when redis-server is not installed.
+func RealOwned(t testing.TB) *Server {
+	t.Helper()
+	r := redistest.StartRedis(t, redistest.Options{AppendOnly: true})
+	return &Server{Addr: r.Addr, Dir: r.Dir, Prefix: store.DefaultConfig().Prefix, t: t, redis: r}
+}
+
+// deletePrefix deletes the keys under prefix, found with SCAN, never
+// anything else.
+func deletePrefix(ctx context.Context, c *redis.Client, prefix string) error {
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 500 {
+			if err := c.Unlink(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return c.Unlink(ctx, batch...).Err()
+	}
+	return nil
+}
+
+// ConfigFor returns Config for srv, with srv's key prefix.
+func ConfigFor(srv *Server) store.Config {
+	cfg := Config(srv.URL())
+	cfg.Prefix = srv.Prefix
+	return cfg
+}
+
+// NewFor returns a store on srv under srv's key prefix, closed at cleanup.
+func NewFor(t testing.TB, srv *Server) *store.Redis {
+	t.Helper()
+	s, err := store.NewRedis(ConfigFor(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// Owned reports whether the test started the server (RealOwned), so it
+// may stop, restart or flush it.
+func (s *Server) Owned() bool { return s.redis != nil }
+
+// owned returns the started server, failing the test for an external one.
+func (s *Server) owned(op string) *redistest.Redis {
 	s.t.Helper()
-	for attempt := 0; attempt < 5; attempt++ {
-		p := port
-		if p == 0 {
-			p = freePort(s.t)
-		}
-		cmd := exec.Command(bin,
-			"--port", strconv.Itoa(p), "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "yes", "--appendfsync", "everysec", "--dir", s.Dir,
-			"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
-		stdout, _ := cmd.StdoutPipe()
-		cmd.Stderr = cmd.Stdout
-		if err := cmd.Start(); err != nil {
-			s.t.Fatalf("starting redis-server: %v", err)
-		}
-		go drain(stdout)
-		addr := "127.0.0.1:" + strconv.Itoa(p)
-		if waitReady(addr, 5*time.Second) {
-			s.cmd, s.Addr, s.port = cmd, addr, p
-			return
-		}
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if port != 0 {
-			break
-		}
+	if s.redis == nil {
+		s.t.Fatalf("%s: cannot control the external redis GATEWAY_TEST_REDIS_ADDR=%s; use storetest.RealOwned", op, s.Addr)
 	}
-	s.t.Fatalf("redis-server did not start")
+	return s.redis
 }
 
-func drain(r interface{ Read([]byte) (int, error) }) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-	}
-}
-
-// Stop stops the server (idempotent). Data stays in Dir (append-only file).
+// Stop kills the server (idempotent), as a crash would. Data stays in Dir
+// (append-only file, appendfsync everysec).
 func (s *Server) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
+	s.t.Helper()
+	s.owned("Stop").Stop()
 }
 
-// Restart starts the server again on the same port and data directory, so
-// append-only data survives, as with a Redis restart in production.
+// Restart starts the server again on the same port and data directory
+// after killing it, so append-only data survives, as with a Redis crash and
+// restart in production: SHUTDOWN would be cleaner, but a kill is what bans
+// must survive (everysec loses at most a second: the tests wait for it).
 func (s *Server) Restart() {
 	s.t.Helper()
-	if s.Dir == "" {
-		s.t.Fatal("cannot restart an external redis (GATEWAY_TEST_REDIS_ADDR)")
-	}
-	s.Stop()
-	// Give the append-only file its fsync; SHUTDOWN would be cleaner but Kill
-	// mimics a crash, which is what bans must survive (appendfsync everysec
-	// loses at most a second: the tests wait for it).
-	bin, _ := exec.LookPath("redis-server")
-	s.start(bin, s.port)
+	s.owned("Restart").Restart()
 }
 
 // Shutdown stops the server cleanly (SHUTDOWN, which flushes the AOF).
 func (s *Server) Shutdown() {
-	if s.cmd == nil {
-		return
-	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
-	_ = c.Shutdown(context.Background()).Err()
-	_ = c.Close()
-	_ = s.cmd.Wait()
-	s.cmd = nil
+	s.t.Helper()
+	s.owned("Shutdown").Shutdown()
 }
 
 // Start starts a stopped server again on the same port and data directory.
 func (s *Server) Start() {
 	s.t.Helper()
-	bin, _ := exec.LookPath("redis-server")
-	s.start(bin, s.port)
+	s.owned("Start").Start()
 }
 
 // URL returns redis://addr.
@@ -181,73 +204,24 @@ func (s *Server) Client() *redis.Client {
 }
 
 // CommandCalls returns the calls of cmd (lower case, e.g. "evalsha") from
-// INFO commandstats.
+// INFO commandstats. On an external server they include other tests'
+// calls: count on RealOwned.
 func CommandCalls(t testing.TB, c *redis.Client, cmd string) int64 {
 	t.Helper()
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if !strings.HasPrefix(line, "cmdstat_"+cmd+":") {
-			continue
-		}
-		for _, kv := range strings.Split(strings.TrimSpace(line[len("cmdstat_"+cmd+":"):]), ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
+	return CommandStats(t, c)[cmd]
 }
 
 // CommandStats returns the calls of every command from INFO commandstats,
 // keyed by lower-case name. Commands that Lua scripts run are counted too,
-// under their own names.
+// under their own names. On an external server they include other tests'
+// calls: count on RealOwned.
 func CommandStats(t testing.TB, c *redis.Client) map[string]int64 {
 	t.Helper()
 	info, err := c.Info(context.Background(), "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		name, isCmd := strings.CutPrefix(name, "cmdstat_")
-		if !ok || !isCmd {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				out[name], _ = strconv.ParseInt(v, 10, 64)
-			}
-		}
-	}
-	return out
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitReady(addr string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-	defer c.Close()
-	for time.Now().Before(deadline) {
-		if c.Ping(context.Background()).Err() == nil {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	return redistest.ParseCommandStats(info)
 }
 
 func init() {
