@@ -1,427 +1,573 @@
-// Package config decodes the gateway's YAML file and GATEWAY_* environment
-// overrides, strictly: an unknown key or a bad value is an error naming the
-// key and its line. It is the one place where file and environment meet;
-// each package owns its own config struct.
+// Package config decodes YAML configuration files strictly into the config
+// structs that each package declares (with their own yaml tags), keeping
+// every key's line, and reports every problem at once: unknown keys with
+// the nearest known one as a hint, values of the wrong type, and the
+// packages' own validation errors, each with its key and line.
+//
+// It knows no package of the gateway: the composition root (cmd/gateway)
+// puts the packages' structs together into one file type and hands it
+// here. It imports nothing that imports Echo or Prometheus.
 package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/rampartgw/rampart/detections"
-	"github.com/rampartgw/rampart/gateway"
-	"github.com/rampartgw/rampart/store"
 )
 
-// File is the top level of the YAML file, minus the detections section,
-// whose shape comes from the registered detections.
-type File struct {
-	Listen         string   `yaml:"listen"`
-	Upstream       string   `yaml:"upstream"`
-	PreserveHost   bool     `yaml:"preserve_host"`
-	TrustedProxies []string `yaml:"trusted_proxies"`
-	ClientIPHeader string   `yaml:"client_ip_header"`
-	IPv6Prefix     int      `yaml:"ipv6_prefix"`
-	MaxBodyBytes   int64    `yaml:"max_body_bytes"`
-	MaxHeaderBytes int      `yaml:"max_header_bytes"`
-	Replica        string   `yaml:"replica"`
-	// Chain is the order in which detections run; a detection not listed
-	// does not run.
-	Chain    []string `yaml:"chain"`
-	Timeouts Timeouts `yaml:"timeouts"`
-	Log      Log      `yaml:"log"`
-	Admin    Admin    `yaml:"admin"`
-	Redis    Redis    `yaml:"redis"`
-	Memory   Memory   `yaml:"memory"`
-	Bans     Bans     `yaml:"bans"`
-	Events   Events   `yaml:"events"`
+// Document is a decoded file: where every key was, for error messages.
+type Document struct {
+	name  string
+	lines map[string]int // key path -> line
+	keys  []string       // key paths in file order
 }
 
-// Timeouts groups every timeout.
-type Timeouts struct {
-	Upstream     time.Duration `yaml:"upstream"`
-	UpstreamDial time.Duration `yaml:"upstream_dial"`
-	ReadHeader   time.Duration `yaml:"read_header"`
-	Read         time.Duration `yaml:"read"`
-	Write        time.Duration `yaml:"write"`
-	Idle         time.Duration `yaml:"idle"`
-	Shutdown     time.Duration `yaml:"shutdown"`
-	// ShutdownDelay keeps serving after /readyz turns 503 on SIGTERM, so a
-	// load balancer that polls readiness stops sending traffic first.
-	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
-	Observe       time.Duration `yaml:"observe"`
+// Error is one problem in a file.
+type Error struct {
+	File string
+	Line int    // 0 when unknown
+	Key  string // dotted key path ("" for the whole file)
+	Msg  string
+	Hint string // e.g. `did you mean "upstream"?`
 }
 
-// Log configures logging.
-type Log struct {
-	Level string `yaml:"level"`
-	// File, when set, also writes the JSON log there (the prototype used
-	// /tmp/app.log).
-	File string `yaml:"file"`
-}
-
-// Admin configures the admin listener.
-type Admin struct {
-	Listen string `yaml:"listen"`
-	// Token is the bearer token of the admin API. Prefer
-	// GATEWAY_ADMIN_TOKEN; with no token the API is disabled.
-	Token string `yaml:"token"`
-	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
-	// listener (for profiling; keep the listener private).
-	Pprof bool `yaml:"pprof"`
-}
-
-// Redis configures the shared store. With no URL the embedded in-memory
-// store is used (single instance).
-type Redis struct {
-	URL             string        `yaml:"url"`
-	Mode            string        `yaml:"mode"`
-	Prefix          string        `yaml:"prefix"`
-	Timeout         time.Duration `yaml:"timeout"`
-	DialTimeout     time.Duration `yaml:"dial_timeout"`
-	PoolSize        int           `yaml:"pool_size"`
-	AutoPipeline    bool          `yaml:"auto_pipeline"`
-	BreakerFailures int           `yaml:"breaker_failures"`
-	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
-}
-
-// Memory configures the embedded store.
-type Memory struct {
-	MaxEntries int `yaml:"max_entries"`
-}
-
-// Bans configures the blocklist.
-type Bans struct {
-	CacheSize     int           `yaml:"cache_size"`
-	CacheMaxStale time.Duration `yaml:"cache_max_stale"`
-	OnStoreError  string        `yaml:"on_store_error"`
-	Escalation    Escalation    `yaml:"escalation"`
-}
-
-// Escalation of repeat offenders' bans.
-type Escalation struct {
-	Factor float64       `yaml:"factor"`
-	Max    time.Duration `yaml:"max"`
-	Memory time.Duration `yaml:"memory"`
-}
-
-// Events configures the security-event stream in Redis.
-type Events struct {
-	Enabled       bool          `yaml:"enabled"`
-	MaxLen        int64         `yaml:"max_len"`
-	MaxAge        time.Duration `yaml:"max_age"`
-	Buffer        int           `yaml:"buffer"`
-	Batch         int           `yaml:"batch"`
-	FlushInterval time.Duration `yaml:"flush_interval"`
-}
-
-// Settings are the per-detection settings every detection has.
-type Settings struct {
-	Mode         string `yaml:"mode"`
-	Status       int    `yaml:"status"`
-	OnStoreError string `yaml:"on_store_error"`
-}
-
-// Defaults returns the file as if empty: each package's own defaults,
-// so a default lives in one place.
-func Defaults() File {
-	g, st, mem, ev := gateway.DefaultConfig(), store.DefaultConfig(), store.DefaultMemoryConfig(), gateway.DefaultEventWriterConfig()
-	return File{
-		Listen:         g.Listen,
-		Upstream:       g.Upstream,
-		ClientIPHeader: g.ClientIPHeader,
-		IPv6Prefix:     g.IPv6Prefix,
-		MaxBodyBytes:   g.MaxBodyBytes,
-		MaxHeaderBytes: g.MaxHeaderBytes,
-		Timeouts: Timeouts{
-			Upstream: g.UpstreamTimeout, UpstreamDial: g.UpstreamDialTimeout, ReadHeader: g.ReadHeaderTimeout,
-			Read: g.ReadTimeout, Write: g.WriteTimeout, Idle: g.IdleTimeout, Shutdown: g.ShutdownTimeout, Observe: g.ObserveTimeout,
-		},
-		Log:   Log{Level: "info"},
-		Admin: Admin{Listen: "127.0.0.1:9090"},
-		Redis: Redis{Mode: st.Mode, Prefix: st.Prefix, Timeout: st.Timeout, DialTimeout: st.DialTimeout,
-			AutoPipeline: st.AutoPipeline, BreakerFailures: st.BreakerFailures, BreakerCooldown: st.BreakerCooldown},
-		Memory: Memory{MaxEntries: mem.MaxEntries},
-		Bans: Bans{CacheSize: g.BanCacheSize, CacheMaxStale: g.BanCacheMaxStale, OnStoreError: g.BlocklistOnStoreError.String(),
-			Escalation: Escalation{Factor: st.Escalation.Factor, Max: st.Escalation.Max, Memory: st.Escalation.Memory}},
-		Events: Events{Enabled: true, MaxLen: ev.MaxLen, MaxAge: ev.MaxAge, Buffer: ev.Buffer, Batch: ev.Batch, FlushInterval: ev.FlushInterval},
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":")
+		b.WriteString(strconv.Itoa(e.Line))
 	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	if e.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Hint)
+		b.WriteString(")")
+	}
+	return b.String()
 }
 
-// Spec registers one detection's config section: its name (the YAML key
-// under detections: and the chain entry), its default config and its
-// constructor. cmd/gateway lists the specs; that list is the only place that
-// knows every detection.
-type Spec struct {
-	Name  string
-	typ   reflect.Type
-	def   func() reflect.Value
-	build func(v reflect.Value) (detections.Detection, Settings, error)
+// Decode decodes data strictly into dst, a pointer to a struct already
+// holding the defaults: keys absent from the file keep their default, lists
+// in the file replace the default list, maps add to it. It decodes value by
+// value, so it returns every unknown key and every bad value at once, each
+// with its key and line.
+func Decode(name string, data []byte, dst any) (*Document, error) {
+	d := &Document{name: name, lines: map[string]int{}}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return d, nil
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return d, d.yamlError(err)
+	}
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return d, nil
+	}
+	top := root.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return d, &Error{File: name, Line: top.Line, Msg: "the file must be a mapping of keys to values"}
+	}
+	return d, sortErrors(d.decode(top, reflect.ValueOf(dst).Elem(), ""))
 }
 
-// section is one detection's YAML mapping: the common settings and the
-// detection's own keys side by side.
-type section[C any] struct {
-	Settings `yaml:",inline"`
-	Config   C `yaml:",inline"`
+func (d *Document) yamlError(err error) error {
+	msg := err.Error()
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return &Error{File: d.name, Line: n, Msg: m[2]}
+	}
+	return &Error{File: d.name, Msg: strings.TrimPrefix(msg, "yaml: ")}
 }
 
-// Detection makes a Spec for a detection configured by C.
-func Detection[C any](name string, def C, build func(C) (detections.Detection, error)) Spec {
-	return Spec{
-		Name: name,
-		typ:  reflect.TypeOf(section[C]{}),
-		def: func() reflect.Value {
-			return reflect.ValueOf(section[C]{Settings: Settings{Mode: "enforce"}, Config: def})
-		},
-		build: func(v reflect.Value) (detections.Detection, Settings, error) {
-			s := v.Interface().(section[C])
-			if s.Mode == "off" {
-				return nil, s.Settings, nil
+var lineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// decode decodes n into v (addressable), recording key lines and
+// collecting every error.
+func (d *Document) decode(n *yaml.Node, v reflect.Value, path string) []error {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	t := v.Type()
+	if t.Kind() == reflect.Pointer {
+		if n.Tag == "!!null" {
+			v.Set(reflect.Zero(t))
+			return nil
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(t.Elem()))
+		}
+		return d.decode(n, v.Elem(), path)
+	}
+	if done, errs := d.decodeShorthand(n, v, path); done {
+		return errs
+	}
+	if leaf(t) || n.Kind == yaml.ScalarNode || t.Kind() == reflect.Interface {
+		return d.decodeLeaf(n, v, path)
+	}
+	var errs []error
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return []error{d.errorAt(n, path, "want a mapping of keys to values")}
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			d.record(p, k.Line)
+			fv, ok := fieldByKey(v, k.Value)
+			if !ok {
+				e := &Error{File: d.name, Line: k.Line, Key: p, Msg: "unknown key"}
+				if near := nearest(k.Value, keysOf(fields)); near != "" {
+					e.Hint = fmt.Sprintf("did you mean %q?", join(path, near))
+				}
+				errs = append(errs, e)
+				continue
 			}
-			d, err := build(s.Config)
-			return d, s.Settings, err
-		},
+			errs = append(errs, d.decode(val, fv, p)...)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return []error{d.errorAt(n, path, "want a mapping")}
+		}
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(t))
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			d.record(p, k.Line)
+			key := reflect.New(t.Key()).Elem()
+			if err := k.Decode(key.Addr().Interface()); err != nil {
+				errs = append(errs, d.errorAt(k, p, cleanYAML(err)))
+				continue
+			}
+			elem := reflect.New(t.Elem()).Elem()
+			if old := v.MapIndex(key); old.IsValid() {
+				elem.Set(old)
+			}
+			errs = append(errs, d.decode(val, elem, p)...)
+			v.SetMapIndex(key, elem)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return []error{d.errorAt(n, path, "want a list")}
+		}
+		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
+		for i, val := range n.Content {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			d.record(p, val.Line)
+			errs = append(errs, d.decode(val, s.Index(i), p)...)
+		}
+		v.Set(s)
+	default:
+		return d.decodeLeaf(n, v, path)
 	}
+	return errs
 }
 
-// Loaded is a decoded and validated configuration.
-type Loaded struct {
-	File
-	// Path is the file it came from ("" for defaults only).
-	Path string
-	// sections holds each detection's decoded section, by name.
-	sections map[string]reflect.Value
-	lines    map[string]int
-	specs    []Spec
-}
-
-// Load reads path (empty: defaults only), applies environment overrides
-// and decodes strictly against the registered detections.
-func Load(path string, getenv func(string) (string, bool), specs []Spec) (*Loaded, error) {
-	var data []byte
-	if path != "" {
-		var err error
-		data, err = os.ReadFile(path)
+// decodeLeaf decodes one value with the YAML library (scalars, durations,
+// TextUnmarshalers, and their lists).
+func (d *Document) decodeLeaf(n *yaml.Node, v reflect.Value, path string) []error {
+	if v.Type() == durationType && n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "d") {
+		// Days, which time.ParseDuration does not know: 7d, 1d12h.
+		dur, err := parseDays(n.Value)
 		if err != nil {
-			return nil, fmt.Errorf("reading config: %w", err)
+			return []error{d.errorAt(n, path, err.Error())}
 		}
-	}
-	return Parse(path, data, getenv, specs)
-}
-
-// Parse is Load on bytes.
-func Parse(path string, data []byte, getenv func(string) (string, bool), specs []Spec) (*Loaded, error) {
-	detFields := make([]reflect.StructField, 0, len(specs))
-	for i, s := range specs {
-		detFields = append(detFields, reflect.StructField{
-			Name: fmt.Sprintf("D%d", i), Type: s.typ, Tag: reflect.StructTag(`yaml:"` + s.Name + `"`),
-		})
-	}
-	detType := reflect.StructOf(detFields)
-	topType := reflect.StructOf([]reflect.StructField{
-		{Name: "File", Type: reflect.TypeOf(File{}), Tag: `yaml:",inline"`},
-		{Name: "Detections", Type: detType, Tag: `yaml:"detections"`},
-	})
-	top := reflect.New(topType).Elem()
-	def := Defaults()
-	for _, s := range specs {
-		def.Chain = append(def.Chain, s.Name)
-	}
-	top.Field(0).Set(reflect.ValueOf(def))
-	for i, s := range specs {
-		top.Field(1).Field(i).Set(s.def())
-	}
-	where := path
-	if where == "" {
-		where = "config"
-	}
-	lines := map[string]int{}
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(top.Addr().Interface()); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
-		}
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err == nil {
-			collectLines(&root, lines)
-		}
-	}
-	l := &Loaded{File: top.Field(0).Interface().(File), Path: path, sections: map[string]reflect.Value{}, lines: lines, specs: specs}
-	for i, s := range specs {
-		l.sections[s.Name] = top.Field(1).Field(i)
-	}
-	if err := l.applyEnv(getenv); err != nil {
-		return nil, err
-	}
-	if err := l.validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	return l, nil
-}
-
-// collectLines records the line of every "detections.<name>" key and of
-// the top-level keys, so semantic errors can name a line too.
-func collectLines(root *yaml.Node, lines map[string]int) {
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = root.Content[0]
-	}
-	if root.Kind != yaml.MappingNode {
-		return
-	}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
-		lines[k.Value] = k.Line
-		if v.Kind == yaml.MappingNode {
-			for j := 0; j+1 < len(v.Content); j += 2 {
-				lines[k.Value+"."+v.Content[j].Value] = v.Content[j].Line
-			}
-		}
-	}
-}
-
-// at formats "key (line N)" when the key's line is known.
-func (l *Loaded) at(key string) string {
-	if n, ok := l.lines[key]; ok {
-		return fmt.Sprintf("%s (line %d)", key, n)
-	}
-	return key
-}
-
-// Env lists the environment variables that override the file.
-var Env = []struct{ Name, Key, Meaning string }{
-	{"GATEWAY_LISTEN", "listen", "proxy listen address"},
-	{"GATEWAY_UPSTREAM", "upstream", "upstream base URL"},
-	{"GATEWAY_TRUSTED_PROXIES", "trusted_proxies", "comma-separated CIDRs whose forwarding headers are trusted"},
-	{"GATEWAY_LOG_LEVEL", "log.level", "debug, info, warn or error"},
-	{"GATEWAY_LOG_FILE", "log.file", "also write JSON logs to this file"},
-	{"GATEWAY_ADMIN_LISTEN", "admin.listen", "admin listener (metrics, health, admin API)"},
-	{"GATEWAY_ADMIN_TOKEN", "admin.token", "bearer token of the admin API"},
-	{"GATEWAY_REPLICA", "replica", "this instance's name in logs, bans and events"},
-	{"REDIS_URL", "redis.url", "shared store; empty: embedded in-memory store"},
-	{"GATEWAY_REDIS_PREFIX", "redis.prefix", "key prefix"},
-	{"GATEWAY_PPROF", "admin.pprof", "true: serve /debug/pprof/ on the admin listener"},
-}
-
-func (l *Loaded) applyEnv(getenv func(string) (string, bool)) error {
-	if getenv == nil {
+		v.SetInt(int64(dur))
 		return nil
 	}
-	set := map[string]func(string){
-		"GATEWAY_LISTEN":   func(v string) { l.Listen = v },
-		"GATEWAY_UPSTREAM": func(v string) { l.Upstream = v },
-		"GATEWAY_TRUSTED_PROXIES": func(v string) {
-			l.TrustedProxies = nil
-			for _, p := range strings.Split(v, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					l.TrustedProxies = append(l.TrustedProxies, p)
-				}
-			}
-		},
-		"GATEWAY_LOG_LEVEL":    func(v string) { l.Log.Level = v },
-		"GATEWAY_LOG_FILE":     func(v string) { l.Log.File = v },
-		"GATEWAY_ADMIN_LISTEN": func(v string) { l.Admin.Listen = v },
-		"GATEWAY_ADMIN_TOKEN":  func(v string) { l.Admin.Token = v },
-		"GATEWAY_REPLICA":      func(v string) { l.Replica = v },
-		"REDIS_URL":            func(v string) { l.Redis.URL = v },
-		"GATEWAY_REDIS_PREFIX": func(v string) { l.Redis.Prefix = v },
-		"GATEWAY_PPROF":        func(v string) { l.Admin.Pprof = v == "true" || v == "1" },
+	p := reflect.New(v.Type())
+	p.Elem().Set(v)
+	if err := n.Decode(p.Interface()); err != nil {
+		return []error{d.errorAt(n, path, cleanYAML(err))}
 	}
-	for _, e := range Env {
-		if v, ok := getenv(e.Name); ok {
-			set[e.Name](strings.TrimSpace(v))
+	v.Set(p.Elem())
+	return nil
+}
+
+func (d *Document) errorAt(n *yaml.Node, path, msg string) error {
+	return &Error{File: d.name, Line: n.Line, Key: path, Msg: msg}
+}
+
+// cleanYAML drops the library's "yaml: line N:" prefix (the error already
+// names the key and line) and says "use" where it says "unmarshal".
+func cleanYAML(err error) string {
+	var te *yaml.TypeError
+	msg := err.Error()
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = strings.Join(te.Errors, "; ")
+	}
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		msg = m[2]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return strings.Replace(msg, "cannot unmarshal", "cannot use", 1)
+}
+
+func (d *Document) record(path string, line int) {
+	if _, ok := d.lines[path]; !ok {
+		d.keys = append(d.keys, path)
+	}
+	d.lines[path] = line
+}
+
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
+	durationType    = reflect.TypeFor[time.Duration]()
+)
+
+// leaf reports types decoded from one scalar (or by their own
+// UnmarshalYAML), whose insides are not keys.
+func leaf(t reflect.Type) bool {
+	if t == durationType {
+		return true
+	}
+	pt := reflect.PointerTo(t)
+	if pt.Implements(yamlUnmarshaler) {
+		return true
+	}
+	if pt.Implements(textUnmarshaler) && t.Kind() != reflect.Struct {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array:
+		return false
+	}
+	return true
+}
+
+// yamlFields maps the yaml keys of a struct (inline fields flattened) to
+// their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || (!f.IsExported() && !f.Anonymous) {
+			continue
 		}
+		if strings.Contains(opts, "inline") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			for k, v := range yamlFields(ft) {
+				out[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func keysOf(m map[string]reflect.Type) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// nearest returns the known key closest to k (edit distance at most a
+// third of its length, at least 2), or "".
+func nearest(k string, known []string) string {
+	best, bestD := "", max(2, len(k)/3)+1
+	for _, c := range known {
+		if d := distance(k, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Keys returns the key paths present in the file, in file order.
+func (d *Document) Keys() []string { return append([]string(nil), d.keys...) }
+
+// Line returns the line of a key path (0 when absent).
+func (d *Document) Line(key string) int { return d.lines[key] }
+
+// keyRE matches the key a validation message starts with.
+var keyRE = regexp.MustCompile(`^([a-z0-9_]+(?:\[\d+\])*(?:\.[a-z0-9_-]+(?:\[\d+\])*)*): (.*)$`)
+
+// Annotate turns a package's validation errors into errors naming their
+// key (under prefix, the package's section) and its line. A message that
+// starts with "key: " is attributed to that key; others to the section.
+// Joined errors are split into one error each.
+func (d *Document) Annotate(prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, leafErr := range flatten(err) {
+		msg := leafErr.Error()
+		key := prefix
+		if m := keyRE.FindStringSubmatch(msg); m != nil {
+			k := m[1]
+			if prefix != "" && !strings.HasPrefix(k, prefix+".") && k != prefix {
+				k = join(prefix, strings.TrimPrefix(k, lastSegment(prefix)+"."))
+			}
+			key, msg = k, m[2]
+		}
+		out = append(out, &Error{File: d.name, Line: d.lineOf(key), Key: key, Msg: msg})
+	}
+	return sortErrors(out)
+}
+
+// lastSegment is the last element of a dotted path: a package that names
+// its own section in its messages ("payload.threshold") is not prefixed
+// twice.
+func lastSegment(p string) string {
+	if i := strings.LastIndexByte(p, '.'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// lineOf returns the line of key or of its nearest present parent.
+func (d *Document) lineOf(key string) int {
+	for k := key; k != ""; {
+		if n, ok := d.lines[k]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+// flatten splits joined errors into their leaves.
+func flatten(err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, c := range j.Unwrap() {
+				walk(c)
+			}
+			return
+		}
+		out = append(out, e)
+	}
+	walk(err)
+	return out
+}
+
+// sortErrors joins errors in line order (unknown lines last), one per
+// line of text, dropping duplicates.
+func sortErrors(errs []error) error {
+	var all []error
+	for _, e := range errs {
+		if e != nil {
+			all = append(all, flatten(e)...)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	line := func(e error) int {
+		var ce *Error
+		if errors.As(e, &ce) && ce.Line > 0 {
+			return ce.Line
+		}
+		return 1 << 30
+	}
+	sort.SliceStable(all, func(i, j int) bool { return line(all[i]) < line(all[j]) })
+	seen := map[string]bool{}
+	out := all[:0]
+	for _, e := range all {
+		if s := e.Error(); !seen[s] {
+			seen[s] = true
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// Join joins errors as Decode does: sorted by line, one per line of text.
+func Join(errs ...error) error { return sortErrors(errs) }
+
+// Set assigns the field at a dotted key path of dst (a pointer to a
+// struct) from text, as an environment override: strings are taken as
+// they are, lists of strings are split on commas, and everything else is
+// decoded as a YAML scalar of the field's type.
+func Set(dst any, key, text string) error {
+	v := reflect.ValueOf(dst).Elem()
+	for _, part := range strings.Split(key, ".") {
+		for v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		f, ok := fieldByKey(v, part)
+		if !ok {
+			return fmt.Errorf("%s: no such key", key)
+		}
+		v = f
+	}
+	if isShorthand(v.Type()) {
+		return setShorthand(v, key, text)
+	}
+	switch {
+	case v.Kind() == reflect.String && !reflect.PointerTo(v.Type()).Implements(textUnmarshaler):
+		v.SetString(text)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var items []string
+		for _, p := range strings.Split(text, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				items = append(items, p)
+			}
+		}
+		s := reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, it := range items {
+			s.Index(i).SetString(it)
+		}
+		v.Set(s)
+	default:
+		p := reflect.New(v.Type())
+		if err := yaml.Unmarshal([]byte(text), p.Interface()); err != nil {
+			return fmt.Errorf("%s: %q: %v", key, text, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		v.Set(p.Elem())
 	}
 	return nil
 }
 
-func (l *Loaded) validate() error {
-	var errs []error
-	switch l.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("%s: %q is not debug, info, warn or error", l.at("log"), l.Log.Level))
+// fieldByKey finds the field whose yaml key is k, looking into inline
+// fields.
+func fieldByKey(v reflect.Value, k string) (reflect.Value, bool) {
+	t := v.Type()
+	if t.Kind() != reflect.Struct {
+		return reflect.Value{}, false
 	}
-	if _, err := detections.ParseStorePolicy(l.Bans.OnStoreError); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", l.at("bans.on_store_error"), err))
-	}
-	known := map[string]bool{}
-	for _, s := range l.specs {
-		known[s.Name] = true
-	}
-	seen := map[string]bool{}
-	for _, n := range l.Chain {
-		if !known[n] {
-			errs = append(errs, fmt.Errorf("%s: unknown detection %q", l.at("chain"), n))
-		}
-		if seen[n] {
-			errs = append(errs, fmt.Errorf("%s: %q listed twice", l.at("chain"), n))
-		}
-		seen[n] = true
-	}
-	for _, s := range l.specs {
-		st := l.sections[s.Name].Field(0).Interface().(Settings)
-		if _, err := detections.ParseMode(st.Mode); err != nil {
-			errs = append(errs, fmt.Errorf("%s.mode: %w", l.at("detections."+s.Name), err))
-		}
-		if _, err := detections.ParseStorePolicy(st.OnStoreError); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", l.at("detections."+s.Name), err))
-		}
-		if st.Status != 0 && (st.Status < 400 || st.Status > 599) {
-			errs = append(errs, fmt.Errorf("%s.status: %d is not a 4xx or 5xx", l.at("detections."+s.Name), st.Status))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// BuildChain constructs the detections in chain order. Errors name the
-// detection's section and line.
-func (l *Loaded) BuildChain() (*detections.Chain, map[string]detections.Detection, error) {
-	byName := map[string]Spec{}
-	for _, s := range l.specs {
-		byName[s.Name] = s
-	}
-	var entries []detections.Entry
-	built := map[string]detections.Detection{}
-	var errs []error
-	for _, name := range l.Chain {
-		s := byName[name]
-		d, st, err := s.build(l.sections[name])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", l.at("detections."+name), err))
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
 			continue
 		}
-		if d == nil {
-			continue // mode: off
+		if strings.Contains(opts, "inline") {
+			if fv, ok := fieldByKey(v.Field(i), k); ok {
+				return fv, true
+			}
+			continue
 		}
-		mode, _ := detections.ParseMode(st.Mode)
-		pol, _ := detections.ParseStorePolicy(st.OnStoreError)
-		entries = append(entries, detections.Entry{Detection: d, Mode: mode, Status: st.Status, OnStoreError: pol})
-		built[name] = d
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if name == k && f.IsExported() {
+			return v.Field(i), true
+		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
-	}
-	c, err := detections.NewChain(entries...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, built, nil
+	return reflect.Value{}, false
 }
 
-// Section returns the decoded config of a detection (for tests and tools).
-func (l *Loaded) Section(name string) (Settings, any, bool) {
-	v, ok := l.sections[name]
-	if !ok {
-		return Settings{}, nil, false
+// KeyPaths lists every key path of the type of v (a struct or a pointer to
+// one), maps and lists included by their element's keys ("a.*.b",
+// "a[].b"), for documentation checks.
+func KeyPaths(v any) []string {
+	var out []string
+	var walk func(t reflect.Type, path string, depth int)
+	walk = func(t reflect.Type, path string, depth int) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if depth > 8 {
+			return
+		}
+		if path != "" {
+			out = append(out, path)
+		}
+		// A struct with a text form (fallback: off) is written as one value.
+		if leaf(t) || reflect.PointerTo(t).Implements(textUnmarshaler) {
+			return
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			fields := yamlFields(t)
+			for _, k := range keysOf(fields) {
+				walk(fields[k], join(path, k), depth+1)
+			}
+		case reflect.Map:
+			walk(t.Elem(), join(path, "*"), depth+1)
+		case reflect.Slice, reflect.Array:
+			walk(t.Elem(), path+"[]", depth+1)
+		}
 	}
-	return v.Field(0).Interface().(Settings), v.Field(1).Interface(), true
+	walk(reflect.TypeOf(v), "", 0)
+	sort.Strings(out)
+	return out
+}
+
+// parseDays reads a duration with a leading number of days ("7d",
+// "1d12h"); the rest is a Go duration.
+func parseDays(s string) (time.Duration, error) {
+	i := strings.IndexByte(s, 'd')
+	n, err := strconv.Atoi(s[:i])
+	if err != nil || n < 0 || n > 36500 {
+		return 0, fmt.Errorf("%q is not a duration (days, then a Go duration: 7d, 1d12h, 36h)", s)
+	}
+	days := time.Duration(n) * 24 * time.Hour
+	if rest := s[i+1:]; rest != "" {
+		d, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration (days, then a Go duration: 7d, 1d12h, 36h)", s)
+		}
+		days += d
+	}
+	return days, nil
 }
