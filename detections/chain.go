@@ -40,6 +40,19 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("unknown mode %q (want enforce, monitor or off)", s)
 }
 
+// UnmarshalText decodes "enforce", "monitor" or "off" (YAML, environment).
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText encodes the mode's name.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
 // StorePolicy says what a detection's verdict is when the shared store is
 // unavailable.
 type StorePolicy uint8
@@ -63,12 +76,50 @@ func ParseStorePolicy(s string) (StorePolicy, error) {
 	return 0, fmt.Errorf("unknown on_store_error %q (want allow or block)", s)
 }
 
+// UnmarshalText decodes "allow" or "block" (YAML, environment).
+func (p *StorePolicy) UnmarshalText(b []byte) error {
+	v, err := ParseStorePolicy(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// MarshalText encodes the policy's name.
+func (p StorePolicy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
 // String returns "allow" or "block".
 func (p StorePolicy) String() string {
 	if p == StoreBlock {
 		return "block"
 	}
 	return "allow"
+}
+
+// Settings are what every detection's config section has besides the
+// detection's own keys.
+type Settings struct {
+	// Mode is enforce (default), monitor or off.
+	Mode Mode `yaml:"mode"`
+	// Status is answered on an enforced block; 0 means 403.
+	Status int `yaml:"status"`
+	// OnStoreError applies when the detection fails because the shared
+	// store is unavailable: allow (skip it, default) or block (503).
+	OnStoreError StorePolicy `yaml:"on_store_error"`
+}
+
+// Validate reports a status outside 4xx and 5xx.
+func (s Settings) Validate() error {
+	if s.Status != 0 && (s.Status < 400 || s.Status > 599) {
+		return fmt.Errorf("status: %d is not a 4xx or 5xx", s.Status)
+	}
+	return nil
+}
+
+// Entry returns the chain entry of d under these settings.
+func (s Settings) Entry(d Detection) Entry {
+	return Entry{Detection: d, Mode: s.Mode, Status: s.Status, OnStoreError: s.OnStoreError}
 }
 
 // Entry is one detection in the chain with its per-detection settings.
@@ -105,9 +156,10 @@ type Decision struct {
 // block wins. It is immutable after New and safe for concurrent use; a config
 // reload builds a new Chain.
 type Chain struct {
-	entries   []Entry
-	observers []int // indexes of entries whose detection is a ResponseObserver
-	queriers  []int // indexes of entries whose detection is a Querier
+	entries     []Entry
+	observers   []int // indexes of entries whose detection is a ResponseObserver
+	queriers    []int // indexes of entries whose detection is a Querier
+	identifiers []int // indexes of entries whose detection is an Identifier
 }
 
 // NewChain validates entries and builds a Chain. Detections in ModeOff are
@@ -143,6 +195,9 @@ func NewChain(entries ...Entry) (*Chain, error) {
 		if _, ok := e.Detection.(Querier); ok {
 			c.queriers = append(c.queriers, i)
 		}
+		if _, ok := e.Detection.(Identifier); ok {
+			c.identifiers = append(c.identifiers, i)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -168,6 +223,41 @@ func (c *Chain) Observes(status int) bool {
 	return false
 }
 
+// Runner is implemented by detections with background work (key
+// refreshes, off-path audits). The gateway runs it while the detection's
+// chain is in force, and cancels ctx when a reload replaces the chain.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Runners returns the detections of the chain that have background work.
+func (c *Chain) Runners() []Runner {
+	var out []Runner
+	for _, e := range c.entries {
+		if r, ok := e.Detection.(Runner); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Identify lets the detections that establish a credential (Identifier)
+// fill r.Credential, before the shared state is fetched: limits may be
+// keyed by it. A panic is logged like a detection's and leaves r as it was.
+func (c *Chain) Identify(ctx context.Context, r *Request, rec Recorder) {
+	for _, i := range c.identifiers {
+		e := &c.entries[i]
+		func() {
+			defer func() {
+				if p := recover(); p != nil && rec != nil {
+					rec.DetectionFailed(ctx, r, e.Detection.Name(), fmt.Errorf("panic in Identify: %v", p), debug.Stack())
+				}
+			}()
+			e.Detection.(Identifier).Identify(ctx, r)
+		}()
+	}
+}
+
 // Query asks every stateful detection what shared state it needs for r. The
 // gateway fetches it all in one store round trip.
 func (c *Chain) Query(r *Request, q *StateQuery) bool {
@@ -181,6 +271,15 @@ func (c *Chain) Query(r *Request, q *StateQuery) bool {
 func (c *Chain) Run(ctx context.Context, r *Request, rec Recorder) Decision {
 	for i := range c.entries {
 		e := &c.entries[i]
+		if d, ok := failClosed(r, e); ok {
+			if e.Mode == ModeEnforce {
+				return d
+			}
+			if rec != nil {
+				rec.WouldBlock(ctx, r, d.Detection, d.Verdict)
+			}
+			continue
+		}
 		v, stack, err := inspect(ctx, e.Detection, r)
 		if d, stop := c.decide(ctx, r, e, v, err, stack, rec); stop {
 			return d
@@ -202,14 +301,31 @@ func (c *Chain) Observe(ctx context.Context, r *Request, resp Response, rec Reco
 	return Decision{}
 }
 
+// failClosed is the 503 of a stateful detection configured with
+// on_store_error: block once the store has been failing for longer than
+// the grace period. Within it, the detection runs on what it has (its
+// local fallback, or nothing: fail open).
+func failClosed(r *Request, e *Entry) (Decision, bool) {
+	if e.OnStoreError != StoreBlock || r.State == nil || r.State.Err == nil || r.State.StoreGrace {
+		return Decision{}, false
+	}
+	if _, ok := e.Detection.(Querier); !ok {
+		return Decision{}, false
+	}
+	return Decision{Verdict: Block(ReasonStoreUnavailable), Detection: e.Detection.Name(), Status: http.StatusServiceUnavailable}, true
+}
+
+// ReasonStoreUnavailable is the reason of a fail-closed refusal.
+const ReasonStoreUnavailable = "store_unavailable"
+
 func (c *Chain) decide(ctx context.Context, r *Request, e *Entry, v Verdict, err error, stack []byte, rec Recorder) (Decision, bool) {
 	name := e.Detection.Name()
 	if err != nil {
 		if rec != nil {
 			rec.DetectionFailed(ctx, r, name, err, stack)
 		}
-		if stack == nil && e.OnStoreError == StoreBlock && errors.Is(err, ErrStore) {
-			v = Block("store_unavailable")
+		if stack == nil && e.OnStoreError == StoreBlock && errors.Is(err, ErrStore) && (r.State == nil || !r.State.StoreGrace) {
+			v = Block(ReasonStoreUnavailable)
 			if e.Mode == ModeEnforce {
 				return Decision{Verdict: v, Detection: name, Status: http.StatusServiceUnavailable}, true
 			}

@@ -181,29 +181,39 @@ func TestChainObserve(t *testing.T) {
 }
 
 // BenchmarkChain runs the stateless detections (ip, user_agent, payload with
-// the prototype's pattern list) over a clean bodiless request.
+// the prototype's pattern list) over a clean bodiless request: uncached
+// with the payload detection's clean-value cache off (every value
+// analysed), cached with it on (the request's User-Agent and Accept seen
+// before, as on a client's second request).
 func BenchmarkChain(b *testing.B) {
-	ip, _ := detections.NewIP(detections.IPConfig{Allow: []string{"127.0.0.1", "192.168.0.1", "10.0.0.0/8"}, Deny: []string{"203.0.113.0/24"}})
-	ua, _ := detections.NewUserAgent(detections.DefaultUserAgentConfig())
-	pcfg := payload.DefaultConfig()
-	pcfg.Patterns = []string{"malicious"}
-	pl, err := payload.New(pcfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	chain, err := detections.NewChain(detections.Entry{Detection: ip}, detections.Entry{Detection: ua}, detections.Entry{Detection: pl})
-	if err != nil {
-		b.Fatal(err)
-	}
-	r := req()
-	r.ClientIP = netip.MustParseAddr("10.1.2.3")
-	r.RawPath, r.Path, r.RawQuery = "/api/v1/orders", "/api/v1/orders", "page=2&sort=desc"
-	r.Header = map[string][]string{}
-	r.Header = map[string][]string{"User-Agent": {"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}, "Accept": {"*/*"}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if d := chain.Run(context.Background(), r, nil); d.Verdict.Action != detections.ActionAllow {
-			b.Fatal("blocked")
-		}
+	for _, bc := range []struct {
+		name  string
+		cache int
+	}{{"uncached", 0}, {"cached", payload.DefaultCleanCache}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ip, _ := detections.NewIP(detections.IPConfig{Allow: []string{"127.0.0.1", "192.168.0.1", "10.0.0.0/8"}, Deny: []string{"203.0.113.0/24"}})
+			ua, _ := detections.NewUserAgent(detections.DefaultUserAgentConfig())
+			pcfg := payload.DefaultConfig()
+			pcfg.Patterns = []string{"malicious"}
+			pcfg.CleanCache = bc.cache
+			pl, err := payload.New(pcfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			chain, err := detections.NewChain(detections.Entry{Detection: ip}, detections.Entry{Detection: ua}, detections.Entry{Detection: pl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := req()
+			r.ClientIP = netip.MustParseAddr("10.1.2.3")
+			r.RawPath, r.Path, r.RawQuery = "/api/v1/orders", "/api/v1/orders", "page=2&sort=desc"
+			r.Header = map[string][]string{"User-Agent": {"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}, "Accept": {"*/*"}}
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := chain.Run(context.Background(), r, nil); d.Verdict.Action != detections.ActionAllow {
+					b.Fatal("blocked")
+				}
+			}
+		})
 	}
 }

@@ -85,6 +85,9 @@ type Verdict struct {
 	// BlockFor > 0 also adds the client to the shared blocklist for this long
 	// (the gateway may escalate it for repeat offenders).
 	BlockFor time.Duration
+	// Subject, when set, is whom BlockFor bans: a hashed identity (see
+	// KeySpec) instead of the client IP.
+	Subject string
 	// RetryAfter, when > 0, is sent to the client as Retry-After.
 	RetryAfter time.Duration
 	// Header is added to the refusal (e.g. RateLimit headers). Optional.

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/tlsfp"
 )
 
 func reqFrom(ip string) *detections.Request {
@@ -21,9 +20,8 @@ func reqFrom(ip string) *detections.Request {
 func TestIP(t *testing.T) {
 	t.Parallel()
 	d, err := detections.NewIP(detections.IPConfig{
-		Allow:  []string{"127.0.0.1", "192.168.0.1", "10.0.0.0/8", "2001:db8::/32"},
-		Deny:   []string{"10.6.6.0/24", "2001:db8:bad::/48"},
-		Exempt: []string{"198.51.100.7"},
+		Allow: []string{"127.0.0.1", "192.168.0.1", "10.0.0.0/8", "2001:db8::/32"},
+		Deny:  []string{"10.6.6.0/24", "2001:db8:bad::/48"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -51,21 +49,18 @@ func TestIP(t *testing.T) {
 			}
 		})
 	}
-	if !d.Exempt(netip.MustParseAddr("198.51.100.7")) || d.Exempt(netip.MustParseAddr("127.0.0.1")) {
-		t.Error("exempt list wrong")
-	}
-	if !d.Protected(netip.MustParseAddr("127.0.0.1")) || d.Protected(netip.MustParseAddr("8.8.8.8")) {
-		t.Error("protected list wrong")
+	if !d.AllowListed(netip.MustParseAddr("127.0.0.1")) || d.AllowListed(netip.MustParseAddr("8.8.8.8")) {
+		t.Error("allow list wrong")
 	}
 }
 
 func TestIPConfigErrors(t *testing.T) {
 	t.Parallel()
-	_, err := detections.NewIP(detections.IPConfig{Allow: []string{"nope"}, Deny: []string{"10.0.0.0/33"}, Exempt: []string{"0.0.0.0/0"}})
+	_, err := detections.NewIP(detections.IPConfig{Allow: []string{"nope"}, Deny: []string{"10.0.0.0/33"}})
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{`ip.allow: invalid address or CIDR: "nope"`, `ip.deny`, `ip.exempt: 0.0.0.0/0`} {
+	for _, want := range []string{`allow: invalid address or CIDR: "nope"`, `deny: `} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -173,7 +168,7 @@ func stateReq(ip string, st *detections.ClientState) *detections.Request {
 func TestRateLimitVerdicts(t *testing.T) {
 	t.Parallel()
 	cfg := detections.DefaultRateLimitConfig()
-	cfg.Routes = []detections.RouteLimit{{Name: "login", Method: "POST", Path: "/login", Limit: redis_rate.PerMinute(2)}}
+	cfg.Routes = []detections.RouteLimit{{Name: "login", Method: "POST", Path: "/login", Limit: detections.PerMinute(2)}}
 	d, err := detections.NewRateLimit(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +177,7 @@ func TestRateLimitVerdicts(t *testing.T) {
 	var q detections.StateQuery
 	r := reqFrom("192.0.2.1")
 	d.Query(r, &q)
-	if q.RateKey != "" || q.RateLimit != redis_rate.PerMinute(5) || q.BanAfter != 10 {
+	if q.RateKey != "" || q.RateLimit != detections.PerMinute(5) || q.BanAfter != 10 {
 		t.Errorf("default query = %+v", q)
 	}
 	r.Method, r.Path = "POST", "/login/form"
@@ -192,11 +187,11 @@ func TestRateLimitVerdicts(t *testing.T) {
 		t.Errorf("route query = %+v", q)
 	}
 
-	allowed := &detections.ClientState{Rate: redis_rate.Result{Allowed: 1, Remaining: 3}}
+	allowed := &detections.ClientState{Rate: detections.RateResult{Allowed: 1, Remaining: 3}}
 	if v, err := d.Inspect(t.Context(), stateReq("192.0.2.1", allowed)); err != nil || v.Action != detections.ActionAllow {
 		t.Errorf("allowed: %+v %v", v, err)
 	}
-	refused := &detections.ClientState{Rate: redis_rate.Result{Allowed: 0, RetryAfter: 11500 * time.Millisecond}, Refused: 3}
+	refused := &detections.ClientState{Rate: detections.RateResult{Allowed: 0, RetryAfter: 11500 * time.Millisecond}, Refused: 3}
 	v, err := d.Inspect(t.Context(), stateReq("192.0.2.1", refused))
 	if err != nil || v.Reason != detections.ReasonRateLimited || v.BlockFor != 0 {
 		t.Fatalf("refused: %+v %v", v, err)
@@ -210,7 +205,7 @@ func TestRateLimitVerdicts(t *testing.T) {
 	if got := v.Header.Get("RateLimit"); got != `"default";r=0;t=12` {
 		t.Errorf("RateLimit = %q", got)
 	}
-	hammer := &detections.ClientState{Rate: redis_rate.Result{Allowed: 0, RetryAfter: time.Second}, Refused: 10}
+	hammer := &detections.ClientState{Rate: detections.RateResult{Allowed: 0, RetryAfter: time.Second}, Refused: 10}
 	if v, _ := d.Inspect(t.Context(), stateReq("192.0.2.1", hammer)); v.BlockFor != 10*time.Minute {
 		t.Errorf("hammering not banned: %+v", v)
 	}
@@ -223,37 +218,63 @@ func TestRateLimitVerdicts(t *testing.T) {
 // memLimiter is a trivial fallback limiter: n requests, then refuse.
 type memLimiter struct{ n map[string]int }
 
-func (m *memLimiter) Allow(_ context.Context, key string, l redis_rate.Limit) (*redis_rate.Result, error) {
+func (m *memLimiter) Allow(_ context.Context, key string, l detections.Limit) (detections.RateResult, error) {
 	m.n[key]++
 	if m.n[key] > l.Burst {
-		return &redis_rate.Result{Limit: l, RetryAfter: time.Second}, nil
+		return detections.RateResult{Limit: l, RetryAfter: time.Second}, nil
 	}
-	return &redis_rate.Result{Limit: l, Allowed: 1}, nil
+	return detections.RateResult{Limit: l, Allowed: 1}, nil
 }
 
 func TestRateLimitFallback(t *testing.T) {
 	t.Parallel()
-	cfg := detections.DefaultRateLimitConfig()
-	cfg.Fallback = redis_rate.PerMinute(2)
-	d, err := detections.NewRateLimit(cfg, &memLimiter{n: map[string]int{}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	down := &detections.ClientState{Err: detections.ErrStore}
-	for i, want := range []detections.Action{detections.ActionAllow, detections.ActionAllow, detections.ActionBlock} {
-		v, err := d.Inspect(t.Context(), stateReq("192.0.2.1", down))
-		if err != nil || v.Action != want {
-			t.Errorf("request %d: %+v %v", i+1, v, err)
-		}
+	for _, tc := range []struct {
+		name     string
+		fallback detections.Fallback
+		allowed  int
+	}{
+		{"explicit limit", detections.Fallback{Limit: detections.PerMinute(2)}, 2},
+		// Unset: the configured limit, applied per replica.
+		{"default is the configured limit", detections.Fallback{}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := detections.DefaultRateLimitConfig()
+			cfg.Fallback = tc.fallback
+			d, err := detections.NewRateLimit(cfg, &memLimiter{n: map[string]int{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i <= tc.allowed; i++ {
+				want := detections.ActionAllow
+				if i == tc.allowed {
+					want = detections.ActionBlock
+				}
+				v, err := d.Inspect(t.Context(), stateReq("192.0.2.1", down))
+				if err != nil || v.Action != want {
+					t.Errorf("request %d: %+v %v", i+1, v, err)
+				}
+			}
+		})
 	}
-	if _, err := detections.NewRateLimit(cfg, nil); err == nil {
-		t.Error("fallback without limiter accepted")
+	// Off, or no local limiter: the outage is reported (fail open or
+	// closed by on_store_error).
+	cfg := detections.DefaultRateLimitConfig()
+	cfg.Fallback = detections.Fallback{Off: true}
+	for _, lim := range []detections.Limiter{&memLimiter{n: map[string]int{}}, nil} {
+		d, err := detections.NewRateLimit(cfg, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Inspect(t.Context(), stateReq("192.0.2.1", down)); err == nil {
+			t.Error("fallback off: outage not reported")
+		}
 	}
 }
 
 func TestRateLimitConfigErrors(t *testing.T) {
 	t.Parallel()
-	cfg := detections.RateLimitConfig{Limit: redis_rate.Limit{Rate: 0}, BanAfter: 1,
+	cfg := detections.RateLimitConfig{Limit: detections.Limit{Rate: 0}, BanAfter: 1,
 		Routes: []detections.RouteLimit{{Name: "Bad Name", Path: "x"}}}
 	err := cfg.Validate()
 	for _, want := range []string{"rate, burst and period", "ban_after is set but ban_for is 0", "must match", "must start with /"} {
@@ -333,5 +354,31 @@ func TestEnumeration(t *testing.T) {
 	_, _ = d.ObserveResponse(t.Context(), r, detections.Response{Status: 404})
 	if counter.n["192.0.2.1"] != 5 {
 		t.Error("unknown route counted again on its 404")
+	}
+}
+
+// TestRateLimitAlso: an additional bucket keyed by the TLS fingerprint
+// refuses a request the per-IP bucket admits.
+func TestRateLimitAlso(t *testing.T) {
+	t.Parallel()
+	cfg := detections.DefaultRateLimitConfig()
+	cfg.Also = []detections.RouteLimit{{Name: "ja4", Key: []string{"ja4"}, Limit: detections.PerMinute(100)}}
+	d, err := detections.NewRateLimit(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reqFrom("192.0.2.1")
+	r.TLS = &detections.TLS{Fingerprint: tlsfp.Fingerprint{JA4: "t13d1516h2_a_b"}}
+	var q detections.StateQuery
+	d.Query(r, &q)
+	if len(q.Subjects) != 1 || q.Subjects[0].RateKey != "ja4" || q.RateLimit != detections.PerMinute(5) {
+		t.Fatalf("query %+v", q)
+	}
+	subject := q.Subjects[0].Subject
+	r.State = &detections.ClientState{Rate: detections.RateResult{Allowed: 1},
+		Subjects: []detections.SubjectState{{Subject: subject, Rate: detections.RateResult{Limit: detections.PerMinute(100), RetryAfter: time.Second}}}}
+	v, err := d.Inspect(t.Context(), r)
+	if err != nil || v.Action != detections.ActionBlock || v.BlockFor != 0 || !strings.Contains(v.Header.Get("Ratelimit"), `"ja4"`) {
+		t.Errorf("fingerprint bucket empty: %+v %v", v, err)
 	}
 }

@@ -38,6 +38,9 @@ type EnumerationConfig struct {
 	KnownRoutes []string `yaml:"known_routes"`
 	// BanFor is the ban duration once the limit is passed.
 	BanFor time.Duration `yaml:"ban_for"`
+	// Key is what the counter counts: the client IP (default) or another
+	// identity (see KeySpec).
+	Key []string `yaml:"key"`
 }
 
 // DefaultEnumerationConfig is the prototype's 5 invalid requests, counted
@@ -60,19 +63,20 @@ type Enumeration struct {
 	statuses [600]bool
 	exact    map[string]bool
 	prefixes []string
+	key      KeySpec
 }
 
 // NewEnumeration validates cfg.
 func NewEnumeration(cfg EnumerationConfig, counter Counter) (*Enumeration, error) {
 	var errs []error
 	if cfg.Limit <= 0 {
-		errs = append(errs, fmt.Errorf("enumeration.limit: %d must be > 0", cfg.Limit))
+		errs = append(errs, fmt.Errorf("limit: %d must be > 0", cfg.Limit))
 	}
 	if cfg.Window <= 0 {
-		errs = append(errs, fmt.Errorf("enumeration.window: %v must be > 0", cfg.Window))
+		errs = append(errs, fmt.Errorf("window: %v must be > 0", cfg.Window))
 	}
 	if cfg.BanFor < 0 {
-		errs = append(errs, errors.New("enumeration.ban_for: must be >= 0"))
+		errs = append(errs, errors.New("ban_for: must be >= 0"))
 	}
 	if counter == nil {
 		errs = append(errs, errors.New("enumeration: no counter"))
@@ -80,14 +84,14 @@ func NewEnumeration(cfg EnumerationConfig, counter Counter) (*Enumeration, error
 	d := &Enumeration{cfg: cfg, counter: counter, exact: map[string]bool{}}
 	for _, s := range cfg.Statuses {
 		if s < 100 || s > 599 {
-			errs = append(errs, fmt.Errorf("enumeration.statuses: %d is not an HTTP status", s))
+			errs = append(errs, fmt.Errorf("statuses: %d is not an HTTP status", s))
 			continue
 		}
 		d.statuses[s] = true
 	}
 	for _, r := range cfg.KnownRoutes {
 		if !strings.HasPrefix(r, "/") {
-			errs = append(errs, fmt.Errorf("enumeration.known_routes: %q must start with /", r))
+			errs = append(errs, fmt.Errorf("known_routes: %q must start with /", r))
 			continue
 		}
 		if p, ok := strings.CutSuffix(r, "*"); ok {
@@ -96,6 +100,11 @@ func NewEnumeration(cfg EnumerationConfig, counter Counter) (*Enumeration, error
 		}
 		d.exact[canonicalRoute(r)] = true
 	}
+	key, err := ParseKeySpec(cfg.Key)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("key%w", err))
+	}
+	d.key = key
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -137,15 +146,23 @@ func (d *Enumeration) unknownRoute(r *Request) bool {
 // Query reads the client's counter, and counts this request when its route
 // is unknown, in the gateway's one round trip.
 func (d *Enumeration) Query(r *Request, q *StateQuery) {
+	if subject, ok := d.key.Subject(r); ok {
+		sq := q.Subject(subject)
+		sq.InvalidWindow, sq.CountInvalid = d.cfg.Window, d.unknownRoute(r)
+		return
+	}
 	q.InvalidWindow = d.cfg.Window
 	if d.unknownRoute(r) {
 		q.CountInvalid = true
 	}
 }
 
-func (d *Enumeration) block() Verdict {
+func (d *Enumeration) block(subject string, byIdentity bool) Verdict {
 	v := Block(ReasonEnumeration)
 	v.BlockFor = d.cfg.BanFor
+	if byIdentity {
+		v.Subject = subject
+	}
 	return v
 }
 
@@ -161,12 +178,20 @@ func (d *Enumeration) Inspect(_ context.Context, r *Request) (Verdict, error) {
 	if st.Err != nil {
 		return Allow, fmt.Errorf("reading enumeration counter: %w", st.Err)
 	}
+	subject, byIdentity := d.key.Subject(r)
 	before := st.Invalid
+	if byIdentity {
+		ss := st.Of(subject)
+		if ss == nil {
+			return Allow, fmt.Errorf("enumeration: no state for the identity: %w", ErrStore)
+		}
+		before = ss.Invalid
+	}
 	if d.unknownRoute(r) {
 		before--
 	}
 	if before >= int64(d.cfg.Limit) {
-		return d.block(), nil
+		return d.block(subject, byIdentity), nil
 	}
 	return Allow, nil
 }
@@ -182,7 +207,8 @@ func (d *Enumeration) ObserveResponse(ctx context.Context, r *Request, resp Resp
 	if !d.ObservesStatus(resp.Status) || d.unknownRoute(r) {
 		return Allow, nil
 	}
-	n, err := d.counter.Incr(ctx, r.ClientKey, d.cfg.Window)
+	subject, byIdentity := d.key.Subject(r)
+	n, err := d.counter.Incr(ctx, subject, d.cfg.Window)
 	if err != nil {
 		return Allow, fmt.Errorf("counting invalid request: %w", err)
 	}
@@ -190,7 +216,7 @@ func (d *Enumeration) ObserveResponse(ctx context.Context, r *Request, resp Resp
 		// Ban now, so the next request is refused on every replica
 		// without waiting for its own round trip. (Without a ban duration
 		// Inspect refuses it from the counter.)
-		return d.block(), nil
+		return d.block(subject, byIdentity), nil
 	}
 	return Allow, nil
 }

@@ -24,9 +24,13 @@ const (
 	FieldJSON
 	FieldMultipart
 	FieldBody
+	// FieldSegment is one segment of the path (between slashes), still
+	// percent-encoded: applications read path segments as parameters
+	// ("/api/items/{id}"), so they are inspected like parameters too.
+	FieldSegment
 )
 
-var fieldKindNames = [...]string{"path", "query", "cookie", "header", "form", "json", "multipart", "body"}
+var fieldKindNames = [...]string{"path", "query", "cookie", "header", "form", "json", "multipart", "body", "segment"}
 
 // String returns the stable name of the kind, used in logs and config.
 func (k FieldKind) String() string {
@@ -46,7 +50,7 @@ func ParseFieldKind(s string) (FieldKind, bool) {
 	return 0, false
 }
 
-// Field is one piece of request data handed to payload analysers: a parameter
+// Field is one piece of request data handed to payload analyzers: a parameter
 // name or value, a header, a cookie, the path or a raw body.
 type Field struct {
 	Kind FieldKind
@@ -77,7 +81,9 @@ func (f *Field) Location() string {
 	return f.Kind.String() + ":" + f.Name
 }
 
-// Scope selects what WalkFields visits besides the path, query and body.
+// Scope selects what WalkFields visits besides the path, query and body,
+// and bounds the walk. A bound the walk reaches is never silent: a visitor
+// that implements LimitVisitor is told which one (see WalkLimit).
 type Scope struct {
 	// Headers lists header names (canonical form) whose values are inspected.
 	Headers []string
@@ -86,8 +92,56 @@ type Scope struct {
 	// Cookies inspects cookie names and values.
 	Cookies bool
 	// MaxFields bounds the number of fields visited per request, so a body
-	// with a million tiny parameters costs bounded time. 0 means 10,000.
+	// with a million tiny parameters costs bounded time. 0 means
+	// DefaultMaxFields.
 	MaxFields int
+	// MaxDepth bounds the nesting of JSON values that are visited. 0 means
+	// DefaultMaxDepth.
+	MaxDepth int
+	// MaxParts bounds the parts of a multipart body that are read. 0 means
+	// DefaultMaxParts.
+	MaxParts int
+	// MaxValueBytes bounds the bytes of one field's value; a longer value
+	// is visited cut to this length. 0 means DefaultMaxValueBytes.
+	MaxValueBytes int
+}
+
+// The bounds of a Scope left at zero.
+const (
+	DefaultMaxFields     = 10000
+	DefaultMaxDepth      = 64
+	DefaultMaxParts      = 1000
+	DefaultMaxValueBytes = 1 << 20
+)
+
+// WalkLimit names a bound of a Scope that a walk reached.
+type WalkLimit uint8
+
+// The bounds a walk can reach. Their names are stable snake_case ids, the
+// Scope field they come from in config spelling.
+const (
+	// WalkLimitFields: more fields than MaxFields; the walk stops there.
+	WalkLimitFields WalkLimit = 1 + iota
+	// WalkLimitDepth: JSON nested deeper than MaxDepth; the deeper values are
+	// not visited, the walk goes on.
+	WalkLimitDepth
+	// WalkLimitParts: a multipart body with more parts than MaxParts; the
+	// parts after it are not read.
+	WalkLimitParts
+	// WalkLimitValue: a value longer than MaxValueBytes; it is visited cut to
+	// that length.
+	WalkLimitValue
+)
+
+var limitNames = [...]string{"", "max_fields", "max_depth", "max_parts", "max_value_bytes"}
+
+// String returns "max_fields", "max_depth", "max_parts" or
+// "max_value_bytes".
+func (l WalkLimit) String() string {
+	if int(l) < len(limitNames) && l > 0 {
+		return limitNames[l]
+	}
+	return "unknown"
 }
 
 // FieldVisitor receives the fields of a request; VisitField returns false
@@ -97,9 +151,18 @@ type FieldVisitor interface {
 	VisitField(f *Field) bool
 }
 
+// LimitVisitor is optionally implemented by a FieldVisitor that must know
+// when the walk reaches a bound of its Scope, so that what the bound leaves
+// out is never ignored silently. VisitLimit is called at most once per
+// limit and walk, at the point where the limit is reached; returning false
+// stops the walk.
+type LimitVisitor interface {
+	VisitLimit(l WalkLimit) bool
+}
+
 // WalkFields calls fn for every field of r within scope, in a fixed order:
-// path, query, cookies, headers, body. It stops when fn returns false. The
-// Field passed to fn is reused between calls.
+// path, path segments, headers, cookies, query, body. It stops when fn
+// returns false. The Field passed to fn is reused between calls.
 func (r *Request) WalkFields(scope *Scope, fn func(*Field) bool) {
 	r.Walk(scope, funcVisitor(fn))
 }
@@ -111,52 +174,112 @@ func (f funcVisitor) VisitField(fd *Field) bool { return f(fd) }
 // Walk is WalkFields with a visitor: walking a request without a body costs
 // no allocation when v is a pointer the caller already holds (a pooled
 // scratch struct), which a capturing closure cannot offer.
+//
+// The headers and cookies come before the query and the body: they are
+// bounded by the server's header limit, while the query and the body are
+// where a client can pile up fields, so a flood of junk parameters can
+// never push a header out of the walk.
 func (r *Request) Walk(scope *Scope, v FieldVisitor) {
 	w := walkerPool.Get().(*walker)
-	w.v, w.n, w.max = v, 0, scope.MaxFields
-	if w.max <= 0 {
-		w.max = 10000
-	}
+	w.v, w.n = v, 0
+	w.lv, _ = v.(LimitVisitor)
+	w.maxFields = orDefault(scope.MaxFields, DefaultMaxFields)
+	w.maxDepth = orDefault(scope.MaxDepth, DefaultMaxDepth)
+	w.maxParts = orDefault(scope.MaxParts, DefaultMaxParts)
+	w.maxValue = orDefault(scope.MaxValueBytes, DefaultMaxValueBytes)
 	w.walk(r, scope)
-	*w = walker{}
+	path, str := w.jsonPath[:0], w.jsonStr[:0]
+	if cap(path)+cap(str) > maxPooledBuffers {
+		path, str = nil, nil // a huge document's buffers are not kept
+	}
+	*w = walker{jsonPath: path, jsonStr: str}
 	walkerPool.Put(w)
+}
+
+func orDefault(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
 }
 
 var walkerPool = sync.Pool{New: func() any { return new(walker) }}
 
+// maxPooledBuffers bounds the JSON buffers a pooled walker keeps.
+const maxPooledBuffers = 64 << 10
+
 type walker struct {
-	f   Field
-	v   FieldVisitor
-	n   int
-	max int
+	f         Field
+	v         FieldVisitor
+	lv        LimitVisitor
+	n         int
+	maxFields int
+	maxDepth  int
+	maxParts  int
+	maxValue  int
+	reported  uint8 // limits already reported, 1 << WalkLimit
+	stopped   bool  // the visitor or a limit stopped the walk
+	// jsonPath and jsonStr are the JSON scanner's buffers, kept with the
+	// pooled walker.
+	jsonPath, jsonStr []byte
+}
+
+// limit reports l once; it returns false when the walk must stop.
+func (w *walker) limit(l WalkLimit) bool {
+	if w.reported&(1<<l) != 0 {
+		return !w.stopped
+	}
+	w.reported |= 1 << l
+	if w.lv != nil && !w.lv.VisitLimit(l) {
+		w.stopped = true
+	}
+	return !w.stopped
+}
+
+// count counts one more field; it returns false when the field is past
+// MaxFields (the limit is reported and the walk stops).
+func (w *walker) count() bool {
+	if w.stopped {
+		return false
+	}
+	w.n++
+	if w.n > w.maxFields {
+		w.limit(WalkLimitFields)
+		w.stopped = true
+		return false
+	}
+	return true
+}
+
+// visit shows w.f to the visitor, cutting its value to MaxValueBytes.
+func (w *walker) visit() bool {
+	if len(w.f.Value) > w.maxValue {
+		if !w.limit(WalkLimitValue) {
+			return false
+		}
+		w.f.Value = w.f.Value[:w.maxValue]
+	}
+	if !w.v.VisitField(&w.f) {
+		w.stopped = true
+	}
+	return !w.stopped
 }
 
 // emit visits one field; it returns false when the walk must stop.
 func (w *walker) emit(kind FieldKind, isKey bool, name, value string, urlEncoded, plus bool) bool {
 	if value == "" {
-		return true
+		return !w.stopped
 	}
-	w.n++
-	if w.n > w.max {
+	if !w.count() {
 		return false
 	}
 	w.f = Field{Kind: kind, IsKey: isKey, Name: name, Value: value, URLEncoded: urlEncoded, Plus: plus}
-	return w.v.VisitField(&w.f)
+	return w.visit()
 }
 
 func (w *walker) walk(r *Request, scope *Scope) {
-	if !w.emit(FieldPath, false, "", r.RawPath, true, false) {
+	if !w.emit(FieldPath, false, "", r.RawPath, true, false) || !w.walkSegments(r.RawPath) {
 		return
-	}
-	if !w.walkPairs(FieldQuery, r.RawQuery) {
-		return
-	}
-	if scope.Cookies {
-		for _, line := range r.Header["Cookie"] {
-			if !w.walkCookies(line) {
-				return
-			}
-		}
 	}
 	for _, h := range scope.Headers {
 		for _, v := range r.Header[h] {
@@ -177,9 +300,65 @@ func (w *walker) walk(r *Request, scope *Scope) {
 			}
 		}
 	}
+	if scope.Cookies {
+		for _, line := range r.Header["Cookie"] {
+			if !w.walkCookies(line) {
+				return
+			}
+		}
+	}
+	if !w.walkPairs(FieldQuery, r.RawQuery) {
+		return
+	}
 	if len(r.Body) > 0 {
 		w.walkBody(r)
 	}
+}
+
+// walkSegments visits the segments of a path of more than one segment, or
+// of one segment that holds an escape, "/api/items/%27%20or%201=1" being
+// "api", "items" and "%27%20or%201=1", but not the plain short ones (see
+// plainSegment).
+func (w *walker) walkSegments(p string) bool {
+	if len(p) < 2 {
+		return true
+	}
+	rest := p[1:]
+	if strings.IndexByte(rest, '/') < 0 && strings.IndexByte(rest, '%') < 0 {
+		return true // "/index.html": the path field said it all
+	}
+	for rest != "" {
+		seg := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if plainSegment(seg) {
+			continue
+		}
+		if !w.emit(FieldSegment, false, "", seg, true, false) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainSegment reports a short segment of letters, digits and ".-_~"
+// ("v2", "products", "4711", "index.html"): the path field has shown it
+// already, and as a parameter it holds nothing an analyzer reads. Longer
+// ones may be base64.
+func plainSegment(s string) bool {
+	if len(s) >= 16 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
 }
 
 // isForwardingHeader reports headers the gateway itself sets or rewrites;
@@ -258,12 +437,11 @@ func (w *walker) walkBody(r *Request) {
 		return
 	}
 	// Malformed JSON or multipart, or a text body: inspect the raw text.
-	w.n++
-	if w.n > w.max {
+	if !w.count() {
 		return
 	}
 	w.f = Field{Kind: FieldBody, Value: body, ContentType: mt}
-	w.v.VisitField(&w.f)
+	w.visit()
 }
 
 // walkMultipart visits part names, file names and the contents of non-file
@@ -280,7 +458,10 @@ func (w *walker) walkMultipart(body []byte, boundary string) bool {
 		if err != nil {
 			return false
 		}
-		parts++
+		if parts++; parts > w.maxParts {
+			w.limit(WalkLimitParts)
+			return true
+		}
 		name, filename := partNames(p)
 		if !w.emit(FieldMultipart, true, name, name, false, false) {
 			return true
@@ -305,12 +486,11 @@ func (w *walker) walkMultipart(body []byte, boundary string) bool {
 		if err != nil {
 			return false
 		}
-		w.n++
-		if w.n > w.max {
+		if !w.count() {
 			return true
 		}
 		w.f = Field{Kind: FieldMultipart, Name: name, Value: string(data), ContentType: ct}
-		if !w.v.VisitField(&w.f) {
+		if !w.visit() {
 			return true
 		}
 	}

@@ -1,9 +1,13 @@
 package detections_test
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -160,11 +164,6 @@ func FuzzRequestView(f *testing.F) {
 		if n > 1000 {
 			t.Fatalf("walked %d fields past the cap", n)
 		}
-		_ = r.Query()
-		_, _ = r.JSON()
-		_ = r.Form()
-		_, _ = r.Multipart()
-		_ = r.Cookies()
 		r.Reset()
 	})
 }
@@ -234,15 +233,103 @@ func FuzzJSONWalk(f *testing.F) {
 			}
 			return true
 		})
-		v, err := r.JSON()
+		v, err := decodeJSON(body)
 		if err != nil || !utf8.ValidString(body) {
 			return // encoding/json rewrites invalid UTF-8; the walker keeps the bytes
 		}
-		detections.FlattenJSON(v, func(path string, isKey bool, s string) bool {
+		flattenJSON(v, "", 0, func(path string, isKey bool, s string) {
 			if k := fmt.Sprintf("%v|%s|%s", isKey, path, s); s != "" && !got[k] { // empty strings carry nothing to inspect
 				t.Fatalf("walker missed %q in %q", k, body)
 			}
-			return true
 		})
+	})
+}
+
+// decodeJSON is the reference the walker is checked against: one JSON
+// value, numbers kept as text, nothing after it.
+func decodeJSON(s string) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data")
+	}
+	return v, nil
+}
+
+// flattenJSON calls fn for every key and scalar of v with its dotted path,
+// down to the walker's default depth.
+func flattenJSON(v any, path string, depth int, fn func(path string, isKey bool, s string)) {
+	if depth > detections.DefaultMaxDepth {
+		return
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			fn(p, true, k)
+			flattenJSON(e, p, depth+1, fn)
+		}
+	case []any:
+		for i, e := range t {
+			flattenJSON(e, path+"["+strconv.Itoa(i)+"]", depth+1, fn)
+		}
+	case string:
+		fn(path, false, t)
+	case json.Number:
+		fn(path, false, string(t))
+	case bool:
+		fn(path, false, strconv.FormatBool(t))
+	}
+}
+
+// limitCounter counts fields and records the limits reported.
+type limitCounter struct {
+	n      int
+	limits []detections.WalkLimit
+}
+
+func (c *limitCounter) VisitField(*detections.Field) bool { c.n++; return true }
+func (c *limitCounter) VisitLimit(l detections.WalkLimit) bool {
+	c.limits = append(c.limits, l)
+	return true
+}
+
+// FuzzWalkLimits: with small bounds, the walk never visits more fields
+// than MaxFields, reports max_fields whenever the request has more, and
+// reports each limit at most once.
+func FuzzWalkLimits(f *testing.F) {
+	for _, tc := range viewCases {
+		f.Add(tc.rawQuery, tc.contentType, tc.body, uint8(3))
+	}
+	f.Add("a=1&b=2&c=3&d=4", "application/json", `[[[[[[1]]]]]]`, uint8(2))
+	f.Add("", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n2\r\n--b--", uint8(1))
+	f.Fuzz(func(t *testing.T, rawQuery, contentType, body string, bound uint8) {
+		n := int(bound%8) + 1
+		scope := &detections.Scope{Cookies: true, MaxFields: n * 3, MaxDepth: n, MaxParts: n, MaxValueBytes: n * 8}
+		r := viewRequest(rawQuery, contentType, body)
+		all := &limitCounter{}
+		r.Walk(&detections.Scope{Cookies: true, MaxFields: 1 << 20, MaxDepth: 1 << 20, MaxParts: 1 << 20, MaxValueBytes: 1 << 30}, all)
+		c := &limitCounter{}
+		r.Walk(scope, c)
+		if c.n > scope.MaxFields {
+			t.Fatalf("visited %d fields, max %d", c.n, scope.MaxFields)
+		}
+		seen := map[detections.WalkLimit]bool{}
+		for _, l := range c.limits {
+			if seen[l] {
+				t.Fatalf("limit %v reported twice", l)
+			}
+			seen[l] = true
+		}
+		if all.n > scope.MaxFields && c.n == scope.MaxFields && !seen[detections.WalkLimitFields] && !seen[detections.WalkLimitParts] && !seen[detections.WalkLimitDepth] {
+			t.Fatalf("%d fields walked silently past max_fields=%d", all.n, scope.MaxFields)
+		}
 	})
 }

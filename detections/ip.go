@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+
+	"github.com/rampartgw/rampart/ipfeed"
 )
 
 const ipName = "ip"
@@ -13,43 +16,97 @@ const ipName = "ip"
 const (
 	ReasonIPDenied     = "ip_denied"
 	ReasonIPNotAllowed = "ip_not_allowed"
+	// ReasonIPFeed: a subscribed blocklist lists the client; the rule is
+	// "feed:<name>".
+	ReasonIPFeed = "ip_feed"
 )
 
 // IPConfig configures the ip detection.
 //
-// Precedence: exempt > deny > allow. An exempt client is never blocked by
-// any detection (the gateway skips the chain for it); a denied address is
-// blocked even when an allow entry also covers it; when Allow is non-empty
-// only addresses in it pass, as in the prototype.
+// Precedence: exempt (gateway policy, see gateway.Policy) > deny > allow >
+// feeds. A denied address is blocked even when an allow entry also covers
+// it; when Allow is non-empty only addresses in it pass, as in the
+// prototype; an allow-listed address is never blocked by a feed.
 type IPConfig struct {
-	Allow  []string `yaml:"allow"`
-	Deny   []string `yaml:"deny"`
-	Exempt []string `yaml:"exempt"`
+	// Allow, when not empty, lets only these addresses and CIDRs pass; an
+	// allow-listed client is never banned.
+	Allow []string `yaml:"allow"`
+	// Deny blocks these addresses and CIDRs.
+	Deny []string `yaml:"deny"`
+	// Feeds are public blocklists (files or HTTPS URLs) the fleet fetches
+	// once per refresh and every replica matches (see package ipfeed).
+	// The exempt list and the allow list win over a feed.
+	ipfeed.Config `yaml:",inline"`
 }
 
-// IP allows and denies clients by address and CIDR.
+// IPDeps are what the ip detection's feeds share with the fleet: the
+// lease that lets one replica fetch a feed, and the store of parsed sets.
+// Zero: this process alone (in memory).
+type IPDeps struct {
+	Lease   ipfeed.Lease
+	Store   ipfeed.SetStore
+	Replica string
+	Logger  *slog.Logger
+}
+
+// IP allows and denies clients by address and CIDR, and by the feeds.
 type IP struct {
-	allow, deny, exempt *IPSet
+	allow, deny *IPSet
+	feeds       *ipfeed.Manager // nil without feeds
+	rules       []string        // "feed:<name>" by feed index
 }
 
-// NewIP parses the lists.
-func NewIP(cfg IPConfig) (*IP, error) {
-	var errs []error
-	parse := func(name string, l []string) *IPSet {
-		s, err := ParseIPSet(l)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("ip.%s: %w", name, err))
+// NewIP parses the lists; feeds, if any, are kept in this process only.
+func NewIP(cfg IPConfig) (*IP, error) { return NewIPWith(cfg, IPDeps{}) }
+
+// NewIPWith parses the lists and sets up the feeds with deps. The feeds
+// are empty until Sync or Run loads them.
+func NewIPWith(cfg IPConfig, deps IPDeps) (*IP, error) {
+	allow, err1 := ParseIPSet(cfg.Allow)
+	if err1 != nil {
+		err1 = fmt.Errorf("allow: %w", err1)
+	}
+	deny, err2 := ParseIPSet(cfg.Deny)
+	if err2 != nil {
+		err2 = fmt.Errorf("deny: %w", err2)
+	}
+	var err3 error
+	d := &IP{allow: allow, deny: deny}
+	if len(cfg.Feeds) > 0 {
+		d.feeds, err3 = ipfeed.NewManager(cfg.Config, deps.Lease, deps.Store, ipfeed.Options{Replica: deps.Replica, Logger: deps.Logger})
+		for _, f := range cfg.Feeds {
+			d.rules = append(d.rules, "feed:"+f.Name)
 		}
-		return s
 	}
-	d := &IP{allow: parse("allow", cfg.Allow), deny: parse("deny", cfg.Deny), exempt: parse("exempt", cfg.Exempt)}
-	if d.exempt.ContainsAll() {
-		errs = append(errs, errors.New("ip.exempt: 0.0.0.0/0 or ::/0 would exempt every client from every detection"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// Sync loads every feed once (from the fleet's store, or by fetching it):
+// the gateway calls it before a new policy serves.
+func (d *IP) Sync(ctx context.Context) error {
+	if d.feeds == nil {
+		return nil
+	}
+	return d.feeds.Sync(ctx)
+}
+
+// Run keeps the feeds fresh until ctx ends (a detections.Runner).
+func (d *IP) Run(ctx context.Context) error {
+	if d.feeds == nil {
+		return nil
+	}
+	return d.feeds.Run(ctx)
+}
+
+// Feeds returns the feeds' state on this replica (nil without feeds).
+func (d *IP) Feeds() []ipfeed.Status {
+	if d == nil || d.feeds == nil {
+		return nil
+	}
+	return d.feeds.Status()
 }
 
 // Name returns "ip".
@@ -64,16 +121,21 @@ func (d *IP) Inspect(_ context.Context, r *Request) (Verdict, error) {
 	if d.allow.Len() > 0 && !d.allow.Contains(r.ClientIP) {
 		return Block(ReasonIPNotAllowed), nil
 	}
+	if d.feeds != nil && !d.allow.Contains(r.ClientIP) {
+		if hit, ok := d.feeds.Match(r.ClientIP); ok {
+			v := Block(ReasonIPFeed)
+			v.Rule = d.rules[hit.Index]
+			if hit.Mode == ipfeed.ModeMonitor {
+				v.Action = ActionMonitor
+			}
+			return v, nil
+		}
+	}
 	return Allow, nil
 }
 
-// Exempt reports whether no detection may ever block ip.
-func (d *IP) Exempt(ip netip.Addr) bool { return d != nil && d.exempt.Contains(ip) }
-
-// Protected reports whether ip must never be added to the blocklist: exempt
-// and allow-listed clients.
-func (d *IP) Protected(ip netip.Addr) bool {
-	return d != nil && (d.exempt.Contains(ip) || d.allow.Contains(ip))
-}
+// AllowListed reports whether ip is on the allow list: such clients are
+// never added to the blocklist.
+func (d *IP) AllowListed(ip netip.Addr) bool { return d != nil && d.allow.Contains(ip) }
 
 var _ Detection = (*IP)(nil)

@@ -1,10 +1,59 @@
 package detections
 
 import (
+	"fmt"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
+	"github.com/rampartgw/rampart/record"
 )
+
+// Limit is a GCRA rate limit: Burst requests at once, then Rate requests
+// per Period. It has redis_rate's three fields (and its YAML keys rate,
+// burst, period) without importing it, so no Redis client reaches
+// detections.
+type Limit struct {
+	// Rate requests are allowed per Period once the burst is spent.
+	Rate int `yaml:"rate"`
+	// Burst requests are allowed at once.
+	Burst int `yaml:"burst"`
+	// Period is the time Rate requests are spread over.
+	Period time.Duration `yaml:"period"`
+}
+
+// PerSecond, PerMinute and PerHour return a limit of rate requests per
+// period with a burst of rate, like redis_rate's constructors.
+func PerSecond(rate int) Limit { return Limit{Rate: rate, Burst: rate, Period: time.Second} }
+
+// PerMinute returns rate requests a minute with a burst of rate.
+func PerMinute(rate int) Limit { return Limit{Rate: rate, Burst: rate, Period: time.Minute} }
+
+// PerHour returns rate requests an hour with a burst of rate.
+func PerHour(rate int) Limit { return Limit{Rate: rate, Burst: rate, Period: time.Hour} }
+
+// IsZero reports whether l is the zero (unset) limit.
+func (l Limit) IsZero() bool { return l == Limit{} }
+
+// Valid reports whether every field is positive.
+func (l Limit) Valid() bool { return l.Rate > 0 && l.Burst > 0 && l.Period > 0 }
+
+// String renders "5 per 1m0s (burst 5)".
+func (l Limit) String() string {
+	return fmt.Sprintf("%d per %v (burst %d)", l.Rate, l.Period, l.Burst)
+}
+
+// RateResult is the outcome of consuming one request from a GCRA bucket.
+type RateResult struct {
+	Limit Limit
+	// Allowed is 1 when the request was admitted, 0 when refused.
+	Allowed int
+	// Remaining is how many more requests the bucket admits now.
+	Remaining int
+	// RetryAfter is how long until a refused request would be admitted
+	// (-1 when admitted).
+	RetryAfter time.Duration
+	// ResetAfter is how long until the bucket is full again.
+	ResetAfter time.Duration
+}
 
 // Querier is implemented by detections whose decision needs shared
 // per-client state (rate-limit windows, enumeration counters). Instead of
@@ -20,7 +69,7 @@ type Querier interface {
 type StateQuery struct {
 	// RateLimit, when not zero, consumes one request from the client's GCRA
 	// bucket RateKey under this limit.
-	RateLimit redis_rate.Limit
+	RateLimit Limit
 	// RateKey names the bucket: "" for the client's default bucket, or a
 	// route name for a per-route override.
 	RateKey string
@@ -33,11 +82,38 @@ type StateQuery struct {
 	// CountInvalid also increments that counter for this request (a request
 	// to an unknown route), in the same round trip.
 	CountInvalid bool
+	// Subjects is state keyed by other identities than the client IP (a
+	// token's subject, an API key, a TLS fingerprint: see KeySpec), each
+	// with its own ban; fetched in the same round trip.
+	Subjects []SubjectQuery
+}
+
+// SubjectQuery is the state of one subject (a hashed identity): its ban,
+// and optionally a rate-limit bucket and an enumeration counter.
+type SubjectQuery struct {
+	Subject       string
+	RateLimit     Limit
+	RateKey       string
+	BanAfter      int
+	InvalidWindow time.Duration
+	CountInvalid  bool
 }
 
 // IsZero reports whether nothing needs to be fetched besides the blocklist.
 func (q *StateQuery) IsZero() bool {
-	return q.RateLimit.IsZero() && q.InvalidWindow == 0
+	return q.RateLimit.IsZero() && q.InvalidWindow == 0 && len(q.Subjects) == 0
+}
+
+// Subject returns the query of subject, adding it when new, so that the
+// detections keyed by one identity share one store script.
+func (q *StateQuery) Subject(subject string) *SubjectQuery {
+	for i := range q.Subjects {
+		if q.Subjects[i].Subject == subject {
+			return &q.Subjects[i]
+		}
+	}
+	q.Subjects = append(q.Subjects, SubjectQuery{Subject: subject})
+	return &q.Subjects[len(q.Subjects)-1]
 }
 
 // ClientState is the answer to a StateQuery.
@@ -46,32 +122,38 @@ type ClientState struct {
 	// Detections that needed the state return it (fail-open or 503 by their
 	// on_store_error).
 	Err error
+	// StoreGrace is set with Err while the store has been failing for less
+	// than the grace period (bans.store_error_grace): fail-closed detections
+	// then bridge with their local fallback instead of answering 503.
+	StoreGrace bool
 	// Rate is the rate-limit result; valid when the query had a RateLimit.
-	Rate redis_rate.Result
+	Rate RateResult
 	// Refused counts the client's refused requests in the current period,
 	// including this one; valid when the query had BanAfter > 0.
 	Refused int64
 	// Invalid is the client's enumeration count in the current window,
 	// including this request when CountInvalid was set.
 	Invalid int64
+	// Subjects answers StateQuery.Subjects, in the same order.
+	Subjects []SubjectState
 }
 
-// Ban is a blocklist entry as stored: why, by whom, when, how often.
-type Ban struct {
-	Client    string        `json:"client"`
-	Reason    string        `json:"reason"`
-	Detection string        `json:"detection"`
-	FirstSeen time.Time     `json:"first_seen"`
-	LastSeen  time.Time     `json:"last_seen"`
-	Count     int64         `json:"count"`
-	Replica   string        `json:"replica"`
-	Until     time.Time     `json:"until"`
-	TTL       time.Duration `json:"-"`
-	// CIDR is true for an operator's range ban (Client holds the prefix).
-	CIDR bool `json:"cidr,omitempty"`
-	// New is true when this call created the ban (false: the client was
-	// already banned and keeps that ban).
-	New bool `json:"-"`
+// SubjectState is the answer for one subject.
+type SubjectState struct {
+	Subject string
+	Rate    RateResult
+	Refused int64
+	Invalid int64
+}
+
+// Of returns the state of subject (nil when it was not queried).
+func (s *ClientState) Of(subject string) *SubjectState {
+	for i := range s.Subjects {
+		if s.Subjects[i].Subject == subject {
+			return &s.Subjects[i]
+		}
+	}
+	return nil
 }
 
 // Check is the answer to the gateway's one store round trip for a request:
@@ -79,37 +161,6 @@ type Ban struct {
 type Check struct {
 	// Ban is non-nil when the client is on the blocklist; State is then not
 	// computed (a banned client consumes no rate-limit tokens).
-	Ban   *Ban
+	Ban   *record.Ban
 	State ClientState
-}
-
-// BanRequest asks the store to put a client on the blocklist.
-type BanRequest struct {
-	Client    string
-	Reason    string
-	Detection string
-	// Duration is the base duration; the store escalates it for repeat
-	// offenders (see store.Escalation). 0 uses the store's default.
-	Duration time.Duration
-	// Replica names the gateway instance that made the ban.
-	Replica string
-	// Escalate applies repeat-offender escalation (automatic bans); a ban
-	// made by an operator uses Duration as given.
-	Escalate bool
-	// Replace rewrites an active ban with this reason and duration (an
-	// operator's decision); otherwise an active ban is kept as it is.
-	Replace bool
-}
-
-// BanEvent tells replicas that the blocklist changed, so they can update
-// their local ban caches.
-type BanEvent struct {
-	Client string    `json:"client"`
-	Until  time.Time `json:"until,omitzero"`
-	Unban  bool      `json:"unban,omitempty"`
-	// CIDR says the range bans changed; receivers reload them.
-	CIDR bool `json:"cidr,omitempty"`
-	// Reset asks the receiver to drop its whole cache (sent when the
-	// subscription was interrupted and events may have been missed).
-	Reset bool `json:"-"`
 }

@@ -14,11 +14,11 @@ const (
 	ReasonUAMissing    = "user_agent_missing"
 )
 
-// DefaultUserAgentDeny is the maintained list of attack tools and scanners
-// blocked by default. Each entry is a case-insensitive substring of the
+// defaultUserAgentDeny is the maintained list of attack tools and scanners
+// blocked by default (see DefaultUserAgentDeny). Each entry is a case-insensitive substring of the
 // tool's default User-Agent. Keep it to names that no browser, library or
 // monitoring agent uses.
-var DefaultUserAgentDeny = []string{
+var defaultUserAgentDeny = [...]string{
 	"sqlmap", "nikto", "nmap", "masscan", "zgrab", "nuclei", "gobuster",
 	"dirbuster", "dirb/", "wfuzz", "ffuf", "hydra", "acunetix", "netsparker",
 	"openvas", "w3af", "skipfish", "arachni", "whatweb", "wpscan", "joomscan",
@@ -29,6 +29,10 @@ var DefaultUserAgentDeny = []string{
 	"mozilla/5.0 sf/", "(hydra)", "libwhisker", "pangolin", "webshag",
 }
 
+// DefaultUserAgentDeny returns a copy of the built-in list of attack tools
+// and scanners.
+func DefaultUserAgentDeny() []string { return append([]string(nil), defaultUserAgentDeny[:]...) }
+
 // UserAgentConfig configures the user_agent detection.
 type UserAgentConfig struct {
 	// Allow lists patterns of which the User-Agent must match one; ["*"]
@@ -36,7 +40,7 @@ type UserAgentConfig struct {
 	Allow []string `yaml:"allow"`
 	// Deny lists patterns that block; it wins over Allow.
 	Deny []string `yaml:"deny"`
-	// UseDefaultDeny adds DefaultUserAgentDeny to Deny.
+	// UseDefaultDeny adds DefaultUserAgentDeny() to Deny.
 	UseDefaultDeny bool `yaml:"use_default_deny"`
 	// Empty says what to do with a missing or empty User-Agent: "allow" or
 	// "block".
@@ -59,15 +63,15 @@ type UserAgent struct {
 func NewUserAgent(cfg UserAgentConfig) (*UserAgent, error) {
 	allow, err := CompilePatterns(cfg.Allow)
 	if err != nil {
-		return nil, fmt.Errorf("user_agent.allow: %w", err)
+		return nil, fmt.Errorf("allow: %w", err)
 	}
 	deny := cfg.Deny
 	if cfg.UseDefaultDeny {
-		deny = append(append([]string(nil), deny...), DefaultUserAgentDeny...)
+		deny = append(append([]string(nil), deny...), defaultUserAgentDeny[:]...)
 	}
 	denySet, err := CompilePatterns(deny)
 	if err != nil {
-		return nil, fmt.Errorf("user_agent.deny: %w", err)
+		return nil, fmt.Errorf("deny: %w", err)
 	}
 	d := &UserAgent{allow: allow, deny: denySet}
 	switch cfg.Empty {
@@ -75,7 +79,7 @@ func NewUserAgent(cfg UserAgentConfig) (*UserAgent, error) {
 	case "block":
 		d.blockEmpty = true
 	default:
-		return nil, fmt.Errorf("user_agent.empty: %q is not allow or block", cfg.Empty)
+		return nil, fmt.Errorf("empty: %q is not allow or block", cfg.Empty)
 	}
 	return d, nil
 }

@@ -40,7 +40,7 @@ func BenchmarkFold(b *testing.B) {
 	}
 }
 
-// BenchmarkForms runs every form in turn, as the analysers ask for them on
+// BenchmarkForms runs every form in turn, as the analyzers ask for them on
 // a suspicious value.
 func BenchmarkForms(b *testing.B) {
 	for _, bi := range benchInputs {

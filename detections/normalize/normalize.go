@@ -1,5 +1,5 @@
 // Package normalize turns request data into the canonical text that payload
-// analysers match against, undoing the encodings attackers use to slip a
+// analyzers match against, undoing the encodings attackers use to slip a
 // payload past a filter. Every step is bounded in passes and in input size,
 // and works in caller-owned buffers so clean input costs no allocation.
 //
@@ -10,7 +10,7 @@
 //     UTF-8, repeated until nothing changes or MaxPasses rounds are done.
 //  2. Fold: Unicode NFKC, lower case, control bytes removed, whitespace runs
 //     collapsed.
-//  3. Forms for one kind of analyser, each computed only when asked for:
+//  3. Forms for one kind of analyzer, each computed only when asked for:
 //     SQL (comments removed from the folded text), Path (separators and dot
 //     look-alikes canonicalised) and Base64 (the text inside a value that is
 //     plainly base64).
@@ -132,8 +132,9 @@ func needsDecode(s string, plus bool) bool {
 }
 
 // Fold returns src lower-cased (Unicode NFKC first when src is not ASCII, so
-// fullwidth and compatibility forms fold to ASCII), with NUL and other ASCII
-// control bytes removed and whitespace runs collapsed to one space. The
+// fullwidth and compatibility forms fold to ASCII), typographic quotes and
+// primes turned into ASCII quotes, with NUL and other ASCII control bytes
+// removed and whitespace runs collapsed to one space. The
 // result uses the Buffer's third slice, so it may be called on the result of
 // Decode.
 func (b *Buffer) Fold(src []byte) []byte {
@@ -234,9 +235,16 @@ func (b *Buffer) foldSlow(src []byte, i int, space bool) []byte {
 			}
 			continue
 		}
-		if r == utf8.RuneError && n == 1 {
+		switch {
+		case r == utf8.RuneError && n == 1:
 			dst = append(dst, src[i-1])
-		} else {
+		case r == 0x2018 || r == 0x2019 || r == 0x201b || r == 0x2032 || r == 0x02bc:
+			// Typographic single quotes and the prime: the best-fit
+			// mappings of legacy code pages turn them into '\''.
+			dst = append(dst, '\'')
+		case r == 0x201c || r == 0x201d || r == 0x201f || r == 0x2033:
+			dst = append(dst, '"')
+		default:
 			dst = utf8.AppendRune(dst, toLower(r))
 		}
 		space = false
@@ -273,7 +281,8 @@ func Unhex(c byte) (byte, bool) {
 }
 
 // URLDecode appends src to dst with %XX and %uXXXX escapes decoded and, when
-// plus is set, '+' turned into a space. Invalid escapes are kept literally
+// plus is set, '+' turned into a space; "%X%Y" (an escape whose nibbles a
+// stray '%' splits) decodes as %XY. Invalid escapes are kept literally
 // (lenient, like most servers). It reports whether anything changed.
 func URLDecode(dst, src []byte, plus bool) ([]byte, bool) {
 	changed := false
@@ -302,6 +311,17 @@ func URLDecode(dst, src []byte, plus bool) ([]byte, bool) {
 					i += 2
 					changed = true
 					continue
+				}
+				// "%2%f": the nibbles of one escape split by a second
+				// '%' ("%%32%%66" once decoded), which decoders that skip
+				// a stray '%' read as "%2f".
+				if src[i+2] == '%' && i+3 < len(src) {
+					if l, ok := Unhex(src[i+3]); ok {
+						dst = append(dst, h<<4|l)
+						i += 3
+						changed = true
+						continue
+					}
 				}
 			}
 			if (src[i+1] == 'u' || src[i+1] == 'U') && i+5 < len(src) {
