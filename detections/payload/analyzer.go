@@ -18,9 +18,9 @@ const (
 	ScoreNotice   = 2
 )
 
-// Finding is one analyser match.
+// Finding is one analyzer match.
 type Finding struct {
-	// Rule is the stable rule id, e.g. "sqli" or "traversal-sensitive-file".
+	// Rule is the stable rule id, e.g. "sqli" or "traversal_sensitive_file".
 	Rule string
 	// Score is the anomaly score the match adds.
 	Score int
@@ -29,24 +29,24 @@ type Finding struct {
 // Analyzer inspects one field of a request. Implementations are built once,
 // are safe for concurrent use, and must not allocate for clean input that
 // needs no decoding: Input gives them the normalised forms, computed once per
-// field and shared by every analyser.
+// field and shared by every analyzer.
 type Analyzer interface {
-	// Name is the stable analyser id used in config (analyzers.<name>) and
+	// Name is the stable analyzer id used in config (analyzers.<name>) and
 	// as the prefix of its rule ids.
 	Name() string
 	// Analyze returns the strongest finding for in, if any.
 	Analyze(in *Input) (Finding, bool)
 }
 
-// needer is optionally implemented by analysers that can only find
+// needer is optionally implemented by analyzers that can only find
 // something in values holding a byte of some class (cls*): the detection
-// then skips them, without a call, on fields without one. The analyser
+// then skips them, without a call, on fields without one. The analyzer
 // still checks for itself; this only saves the call.
 type needer interface {
 	needs() uint64
 }
 
-// RequestAnalyzer is optionally implemented by analysers that look at the
+// RequestAnalyzer is optionally implemented by analyzers that look at the
 // request as a whole (method, protocol, header structure) rather than at one
 // field. It runs once per request, before the fields.
 type RequestAnalyzer interface {
@@ -54,7 +54,7 @@ type RequestAnalyzer interface {
 }
 
 // Input is one field with its normalised forms, computed lazily and cached
-// for all analysers. The byte slices alias a scratch buffer: analysers must
+// for all analyzers. The byte slices alias a scratch buffer: analyzers must
 // not keep them after Analyze returns.
 type Input struct {
 	Field   *detections.Field
@@ -67,6 +67,7 @@ type Input struct {
 	path    []byte
 	b64     []byte
 	done    uint16
+	gset    gramSet
 	binary  bool
 	noisy   bool
 	classes uint64
@@ -82,18 +83,21 @@ type Input struct {
 }
 
 const (
-	doneDecoded uint16 = 1 << iota
-	doneFolded
+	doneFolded uint16 = 1 << iota
 	doneSQL
 	donePath
 	doneBase64
 	doneBinary
 	doneNoisy
-	doneClasses
+	doneGrams
 )
 
+// reset starts on field f. The byte classes are computed right away:
+// every analyzer's first test reads them, so Has and Classes are field
+// reads.
 func (in *Input) reset(f *detections.Field) {
 	in.Field, in.decoded, in.folded, in.sql, in.path, in.b64, in.done = f, nil, nil, nil, nil, nil, 0
+	in.computeClasses()
 }
 
 // startRequest resets the per-request state for r.
@@ -122,43 +126,41 @@ func (in *Input) Sub(value string) *Input {
 }
 
 // Classes returns the union of the byte classes (cls*) in the decoded
-// value, computed once per field.
-//
-// It also decodes: the classes of the raw value tell whether there is
-// anything to decode (an escape introducer or a byte >= 0x80); when there
-// is not, the decoded value is the raw one and one pass did both jobs.
-func (in *Input) Classes() uint64 {
-	if in.done&doneClasses == 0 {
-		in.done |= doneClasses | doneDecoded
-		v := in.Field.Value
-		if len(v) > normalize.MaxInput {
-			v = v[:normalize.MaxInput]
-		}
-		raw := unsafe.Slice(unsafe.StringData(v), len(v))
-		in.classes = byteClasses(raw)
-		introducers := clsPercent | clsAmp | clsBackslash | clsHigh
-		if in.Field.Plus {
-			introducers |= clsPlus
-		}
-		if in.classes&introducers == 0 {
-			in.decoded = raw
-		} else {
-			in.decoded = in.buf.Decode(in.Field.Value, in.Field.Plus)
-			in.classes = byteClasses(in.decoded)
-		}
+// value, computed once per field (see computeClasses).
+func (in *Input) Classes() uint64 { return in.classes }
+
+// computeClasses decodes the value and takes its byte classes: the classes
+// of the raw value tell whether there is anything to decode (an escape
+// introducer or a byte >= 0x80); when there is not, the decoded value is
+// the raw one and one pass did both jobs.
+func (in *Input) computeClasses() {
+	v := in.Field.Value
+	if len(v) > normalize.MaxInput {
+		v = v[:normalize.MaxInput]
 	}
-	return in.classes
+	raw := unsafe.Slice(unsafe.StringData(v), len(v))
+	in.classes = byteClasses(raw)
+	introducers := clsPercent | clsAmp | clsBackslash | clsHigh
+	if in.Field.Plus {
+		introducers |= clsPlus
+	}
+	if in.classes&introducers == 0 {
+		in.decoded = raw
+	} else {
+		in.decoded = in.buf.Decode(in.Field.Value, in.Field.Plus)
+		in.classes = byteClasses(in.decoded)
+	}
 }
 
 // Has reports whether the decoded value holds a byte of any class in mask.
-func (in *Input) Has(mask uint64) bool { return in.Classes()&mask != 0 }
+func (in *Input) Has(mask uint64) bool { return in.classes&mask != 0 }
 
 // Binary reports whether the decoded value is binary data rather than text
 // (compressed or image bodies sent without a content type, protobuf): at
 // least 256 bytes, more than one in eight of them control bytes or invalid
-// UTF-8. Text analysers skip binary values: their markup and quote
+// UTF-8. Text analyzers skip binary values: their markup and quote
 // characters are noise. Short values full of such bytes are evasions
-// ("..%c0%af"), not binary data, and stay subject to every analyser.
+// ("..%c0%af"), not binary data, and stay subject to every analyzer.
 //
 // Form and multipart fields cut out of a binary body (a protobuf or
 // compressed payload sent as a form) are binary too, however short.
@@ -205,7 +207,7 @@ func isBinary(b []byte) bool {
 // Noisy reports whether the value looks like random printable data (bot
 // sensor payloads, encrypted tokens): at least 64 bytes using 20 or more
 // distinct ASCII punctuation characters. Injections are built from a few
-// kinds of punctuation; noise uses all of them. Analysers drop their weak,
+// kinds of punctuation; noise uses all of them. Analyzers drop their weak,
 // sub-threshold signals on noisy values (see weak), never their critical
 // ones, so appending noise to a payload does not hide it.
 func (in *Input) Noisy() bool {
@@ -246,11 +248,16 @@ func (in *Input) weak(f Finding) (Finding, bool) {
 // Decoded returns the field's value with URL escapes (repeatedly), HTML and
 // XML character references, JavaScript escapes and overlong UTF-8 undone;
 // case is preserved. It may alias the field's value: never modify it.
-func (in *Input) Decoded() []byte {
-	if in.done&doneDecoded == 0 {
-		in.Classes()
+func (in *Input) Decoded() []byte { return in.decoded }
+
+// grams returns the byte pairs of the folded value (see gramSet), computed
+// once per field.
+func (in *Input) grams() *gramSet {
+	if in.done&doneGrams == 0 {
+		in.done |= doneGrams
+		in.gset = gramsOf(in.Folded())
 	}
-	return in.decoded
+	return &in.gset
 }
 
 // Folded returns Decoded lower-cased, NFKC-normalised, with control bytes

@@ -1,11 +1,13 @@
 package payload
 
 // Byte classes of a decoded value. Input.Classes computes their union once
-// per field; every analyser first checks that the characters its attack
+// per field; every analyzer first checks that the characters its attack
 // cannot do without are present, so clean values (ids, words, numbers)
-// cost each analyser a mask test. Letters and digits have no class except
-// clsUpper and clsX: a new class of letters must be added to b64Classes,
-// the one check of the form "nothing but these classes".
+// cost each analyzer a mask test. Digits have no class; letters have
+// clsUpper (A-Z), clsX (x, X) and one bit per letter of either case
+// (letter), so an analyzer that needs the word "java" skips every value
+// without a 'j' and a 'v'. A new class of letters must be added to
+// b64Classes, the one check of the form "nothing but these classes".
 const (
 	clsQuote      uint64 = 1 << iota // ' " `
 	clsLT                            // <
@@ -41,7 +43,36 @@ const (
 	clsUpper                         // A-Z
 	clsTab                           // tab, vertical tab, form feed
 	clsX                             // x X: "0x2e" hex spellings
+	clsLetterA                       // the first of 26 bits, one per letter a-z of either case
 )
+
+// letter returns the class bit of the ASCII letter c (either case).
+func letter(c byte) uint64 { return clsLetterA << ((c | 0x20) - 'a') }
+
+// letters returns the class bits of every letter of w.
+func letters(w string) uint64 {
+	var m uint64
+	for i := 0; i < len(w); i++ {
+		if isLetter(w[i]) {
+			m |= letter(w[i])
+		}
+	}
+	return m
+}
+
+// foldedClasses is Classes for tests on the folded form: NFKC folds
+// fullwidth and compatibility characters (any byte >= 0x80) into ASCII
+// letters and symbols, so a value with such bytes may hold every class
+// once folded.
+func (in *Input) foldedClasses() uint64 {
+	if in.classes&clsHigh != 0 {
+		return ^uint64(0)
+	}
+	return in.classes
+}
+
+// clsLetters is the union of the letter bits.
+const clsLetters = (clsLetterA<<26 - 1) &^ (clsLetterA - 1)
 
 var classTable = func() (t [256]uint64) {
 	set := func(chars string, c uint64) {
@@ -74,6 +105,8 @@ var classTable = func() (t [256]uint64) {
 	set("xX", clsX)
 	for c := 'A'; c <= 'Z'; c++ {
 		t[c] |= clsUpper
+		t[c] |= clsLetterA << (c - 'A')
+		t[c+'a'-'A'] |= clsLetterA << (c - 'A')
 	}
 	set("\r\n", clsNewline)
 	set("!", clsBang)

@@ -6,17 +6,25 @@ import (
 	"github.com/rampartgw/rampart/detections"
 )
 
-// Rule ids of the OS command injection analyser.
+// Rule ids of the OS command injection analyzer.
 const (
 	// RuleCmdi is a shell command in a command position: after a command
 	// separator (; | || & && newline), inside a substitution ($(...),
-	// `...`), with arguments shaped like a command line, or a shell
-	// evasion ($IFS, ${IFS}) that only makes sense in one.
+	// `...`), with arguments shaped like a command line, a shell evasion
+	// ($IFS, ${IFS}) that only makes sense in one, or a value that is a
+	// whole command line of a system or admin tool ("nc -lvvp 4444 -e
+	// /bin/sh", "net user x /add", "type %SYSTEMROOT%\win.ini").
 	RuleCmdi = "cmdi"
 	// RuleCodeInjection is server-side code: a PHP open tag followed by
 	// code, or a call of a command-running function with a command string
 	// ("system('id')", "exec(`ls`)").
-	RuleCodeInjection = "cmdi-code"
+	RuleCodeInjection = "cmdi_code"
+	// RuleCmdiPowerShell is PowerShell: a cmdlet in a command position
+	// with a parameter, a variable, a pipeline or an argument
+	// ("Get-ChildItem -Path C:\", "; Invoke-WebRequest $u"), a .NET static
+	// call ("[System.Net.WebClient]::new()"), or powershell started with
+	// its evasion flags (-enc, -nop, -w hidden).
+	RuleCmdiPowerShell = "cmdi_powershell"
 )
 
 // cmdiAnalyzer reads values as shell input. A separator alone is prose
@@ -30,12 +38,19 @@ const (
 // needs arguments (lists, GraphQL fields), "|id|" in a value full of '|' is
 // a field of a delimited record, and in random printable data a command
 // must end at a blank.
+//
+// The command names are the curated lists below (commands that are not
+// English words, and those that are) plus every program of the Core Rule
+// Set's unix-shell.data, which count only with an argument shaped like a
+// command line's (a flag, a path, a variable), never with a number or a
+// word. A value that is itself a command line (no separator at all) counts
+// when its arguments are those of a command line and hardly any are words.
 type cmdiAnalyzer struct{}
 
 func (cmdiAnalyzer) Name() string { return "cmdi" }
 
 func (cmdiAnalyzer) needs() uint64 {
-	return clsSemi | clsPipe | clsAmp | clsQuote | clsDollar | clsNewline | clsParen | clsLT | clsSpace
+	return clsSemi | clsPipe | clsAmp | clsQuote | clsDollar | clsNewline | clsParen | clsLT | clsSpace | clsBackslash | clsBracket
 }
 
 func (cmdiAnalyzer) Analyze(in *Input) (Finding, bool) {
@@ -43,9 +58,9 @@ func (cmdiAnalyzer) Analyze(in *Input) (Finding, bool) {
 	if len(d) < 2 {
 		return Finding{}, false
 	}
-	if !in.Has(clsSemi | clsPipe | clsAmp | clsQuote | clsDollar | clsNewline | clsParen | clsLT) {
+	if !in.Has(clsSemi | clsPipe | clsAmp | clsQuote | clsDollar | clsNewline | clsParen | clsLT | clsBackslash | clsBracket) {
 		if in.Has(clsSpace) {
-			return cmdStart(in, d)
+			return cmdLine(in, d)
 		}
 		return Finding{}, false
 	}
@@ -63,21 +78,27 @@ func (cmdiAnalyzer) Analyze(in *Input) (Finding, bool) {
 
 // cmdScan reads d as shell input.
 func cmdScan(in *Input, d []byte, base cmdContext) (Finding, bool) {
-	// How often each separator occurs, counted once: a value full of '|'
-	// or ';' is a delimited record.
+	// How often each separator occurs, counted on the first separator: a
+	// value full of '|' or ';' is a delimited record.
 	var seps [3]int
-	for _, c := range d {
-		switch c {
-		case ';':
-			seps[0]++
-		case '|':
-			seps[1]++
-		case '&':
-			seps[2]++
+	counted := false
+	best := 0
+	ps := false
+	if (d[0] == '\'' || d[0] == '"') && base&ctxNoisy == 0 {
+		// "' whoami": a value that closes the quoted argument it is
+		// pasted into and runs a command after it.
+		var buf [24]byte
+		if commandKind(wordAfterBlanks(d, 1, &buf)) == cmdStrong {
+			best = commandAt(d, 1, len(d), base)
 		}
 	}
-	best := 0
 	for i := 0; i < len(d) && best < ScoreCritical; i++ {
+		for i < len(d) && !cmdMarks[d[i]] {
+			i++
+		}
+		if i >= len(d) {
+			break
+		}
 		c := d[i]
 		switch {
 		case c == '$':
@@ -89,19 +110,39 @@ func cmdScan(in *Input, d []byte, base cmdContext) (Finding, bool) {
 					best = max(best, ScoreCritical)
 				}
 			}
-		case c == ';' || c == '|' || c == '&' || c == '\n' || c == '\r':
+		case c == ';' || c == '|' || c == '&' || c == '\n' || c == '\r' || c == '\\' && escapedBreak(d, i):
 			ctx := base
 			j := i + 1
-			for j < len(d) && (d[j] == c || d[j] == '\n' || d[j] == '\r' || d[j] == '|' || d[j] == '&') {
+			if c == '\\' {
 				j++
 			}
-			if c == '\n' || c == '\r' || d[j-1] == '\n' || d[j-1] == '\r' {
+			for j < len(d) {
+				if d[j] == c || d[j] == '\n' || d[j] == '\r' || d[j] == '|' || d[j] == '&' {
+					j++
+				} else if escapedBreak(d, j) {
+					j += 2
+				} else {
+					break
+				}
+			}
+			lineBreak := c == '\n' || c == '\r' || c == '\\' || d[j-1] == '\n' || d[j-1] == '\r' || d[j-1] == 'n' || d[j-1] == 'r'
+			// A value that starts with a line break is not a list: the
+			// break is there to end the command line it is pasted into.
+			if lineBreak && !startsValue(d, i) {
 				ctx |= ctxLine
+			}
+			if !counted {
+				counted = true
+				seps = [3]int{bytes.Count(d, []byte(";")), bytes.Count(d, []byte("|")), bytes.Count(d, []byte("&"))}
 			}
 			if n := sepCount(seps, d[j-1]); n > 3 {
 				ctx |= ctxDelimited
 			}
 			best = max(best, commandAt(d, j, len(d), ctx))
+			if best < ScoreCritical && base&ctxNoisy == 0 && powerShellAt(d, j, len(d), d[j-1] == '|') {
+				ps = true
+				best = ScoreCritical
+			}
 			i = j - 1
 		case c == '<' && i+1 < len(d) && d[i+1] == '?':
 			if phpCode(d[i:]) && (base&ctxNoisy == 0 || hasPrefixFold(d[i:], "<?php")) {
@@ -111,15 +152,115 @@ func cmdScan(in *Input, d []byte, base cmdContext) (Finding, bool) {
 			if execCall(d, i) {
 				return Finding{Rule: RuleCodeInjection, Score: ScoreCritical}, true
 			}
+		case c == '[' && base&ctxNoisy == 0:
+			if dotnetStaticCall(d, i) {
+				return Finding{Rule: RuleCmdiPowerShell, Score: ScoreCritical}, true
+			}
 		}
 	}
 	switch {
+	case ps:
+		return Finding{Rule: RuleCmdiPowerShell, Score: ScoreCritical}, true
 	case best >= ScoreCritical:
 		return Finding{Rule: RuleCmdi, Score: ScoreCritical}, true
 	case best > 0:
 		return in.weak(Finding{Rule: RuleCmdi, Score: best})
 	}
-	return cmdStart(in, d)
+	return cmdLine(in, d)
+}
+
+// wordAfterBlanks returns the word at d[i:] after blanks, lower-cased
+// into buf (nil when longer than buf).
+func wordAfterBlanks(d []byte, i int, buf *[24]byte) []byte {
+	i = skipSpace(d, i)
+	j := i
+	for j < len(d) && isWordByte(d[j]) {
+		j++
+	}
+	if j == i || j-i > len(buf) {
+		return nil
+	}
+	w := buf[:0]
+	for _, c := range d[i:j] {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		w = append(w, c)
+	}
+	return w
+}
+
+// windowsLoop reports cmd's "for /f ...", "for /l ...": a loop over a
+// command's output or a range, written only in batch files.
+func windowsLoop(w, first []byte) bool {
+	if str(w) != "for" || len(first) != 2 || first[0] != '/' {
+		return false
+	}
+	switch first[1] | 0x20 {
+	case 'f', 'l', 'd', 'r':
+		return true
+	}
+	return false
+}
+
+// wordAfterBlanksRaw returns the blank-separated token at d[i:] after
+// blanks, as it is, up to 8 bytes (enough for a switch).
+func wordAfterBlanksRaw(d []byte, i int) []byte {
+	for i < len(d) && (d[i] == ' ' || d[i] == '\t') {
+		i++
+	}
+	j := i
+	for j < len(d) && j-i < 8 && d[j] != ' ' && d[j] != '\t' {
+		j++
+	}
+	return d[i:j]
+}
+
+// globCommand reports a command spelled by shell wildcards,
+// "/???/??t /???/p??s??": a path whose names are letters, '?' and '*',
+// with a wildcard in them, then an argument.
+func globCommand(d []byte, i, end int) bool {
+	if i >= end || d[i] != '/' {
+		return false
+	}
+	j, wild, letters := i, false, 0
+	for j < end && j-i < 64 && d[j] != ' ' && d[j] != '\t' {
+		switch c := d[j]; {
+		case c == '?' || c == '*':
+			wild = true
+		case isLetter(c):
+			letters++
+		case c != '/':
+			return false
+		}
+		j++
+	}
+	return wild && j < end && j-i >= 4 && j-i-letters >= 3
+}
+
+// cmdMarks are the bytes cmdScan acts on.
+var cmdMarks = func() (t [256]bool) {
+	for _, c := range []byte("$`;|&\n\r\\<([") {
+		t[c] = true
+	}
+	return t
+}()
+
+// escapedBreak reports a "\n" or "\r" escape at d[i]: a line break as a
+// language's string literal spells it, which the application it is passed
+// to may turn into one.
+func escapedBreak(d []byte, i int) bool {
+	return i+1 < len(d) && d[i] == '\\' && (d[i+1] == 'n' || d[i+1] == 'r')
+}
+
+// startsValue reports whether only blanks and quotes precede d[i].
+func startsValue(d []byte, i int) bool {
+	for k := 0; k < i; k++ {
+		if d[k] != ' ' && d[k] != '\t' && d[k] != '\'' && d[k] != '"' {
+			return false
+		}
+	}
+	return true
 }
 
 func sepCount(seps [3]int, c byte) int {
@@ -134,20 +275,275 @@ func sepCount(seps [3]int, c byte) int {
 	return 0
 }
 
-// cmdStart scores a value that is itself a command line with arguments
-// ("ping -c 3 10.0.0.1", "cat /etc/passwd"): a weak signal, since some
-// applications take commands or shell snippets as input on purpose. Paths
-// are not command lines ("/ping" is a route).
-func cmdStart(in *Input, d []byte) (Finding, bool) {
-	if in.Field.Kind == detections.FieldPath {
+// maxCommandLine bounds the values read as whole command lines: a command
+// line typed into a parameter is short, prose is not.
+const maxCommandLine = 512
+
+// cmdLine scores a value that is itself a command line, with no separator
+// before it ("nc -lvvp 4444 -e /bin/sh", "dir C:\\Users", "net user x /add",
+// "ls -l /etc/"): the first word is a command, and what follows it is
+// shaped like its arguments (flags, paths, variables, addresses), with at
+// most two plain words among them. Such a line is an injection unless the
+// application takes command lines on purpose (a documentation field, a
+// shell in the browser): exclude the field there. The URL path is a route,
+// not a command line ("/ping/status").
+func cmdLine(in *Input, d []byte) (Finding, bool) {
+	if in.Field.Kind == detections.FieldPath || in.Field.IsKey || len(d) > maxCommandLine {
 		return Finding{}, false
 	}
+	if in.Has(clsNewline) {
+		if end := bytes.IndexAny(d, "\r\n"); end >= 0 {
+			d = d[:end] // the first line
+		}
+	}
+	i := 0
+	for i < len(d) && (d[i] == ' ' || d[i] == '\t') {
+		i++
+	}
+	if powerShellAt(d, i, len(d), false) {
+		return Finding{Rule: RuleCmdiPowerShell, Score: ScoreCritical}, true
+	}
 	var word [24]byte
-	n, j := shellWord(d, 0, len(d), word[:])
-	if n > 0 && commandKind(word[:n]) == cmdStrong && argShape(d, j, len(d)) == argShell {
-		return in.weak(Finding{Rule: RuleCmdi, Score: ScoreWarning})
+	n, j := shellWord(d, i, len(d), word[:])
+	if n == 0 || j < len(d) && d[j] != ' ' && d[j] != '\t' {
+		return Finding{}, false
+	}
+	w := word[:n]
+	kind := commandKind(w)
+	if kind == cmdNone {
+		return Finding{}, false
+	}
+	a := commandArgs(d, j)
+	score := 0
+	switch {
+	case subcommand(w, a.first) && (kind == cmdStrong && a.prose <= 5 || a.strong > 0 || a.prose+a.numbers <= 1):
+		// "netsh firewall set opmode disable", "net user x y /add",
+		// "net view"; not "net user growth 2024".
+		score = ScoreCritical
+	case windowsLoop(w, a.first):
+		score = ScoreCritical
+	case a.prose > 1 && a.prose > a.strong:
+		// A command word with a flag and more words of prose ("node
+		// --version says v20") is a sentence about the command.
+		if a.strong > 0 {
+			score = ScoreNotice
+		}
+	case lookupCommand(w) && commandKind(a.first) != cmdNone:
+		// "which nc", "whereis python": asking where a command is.
+		score = ScoreCritical
+	case kind == cmdStrong && a.strong+a.quoted > 0:
+		// A strong command with a flag, a path or a string ("uname -a",
+		// "ls -l /etc/", "echo 'x'").
+		score = ScoreCritical
+	case kind == cmdWeak && (a.strong > a.flags || a.strong > 1), kind == cmdVocab && a.strong > 1 && a.strong > a.flags:
+		// A weak command with more than a flag ("find / -name x",
+		// "type %SYSTEMROOT%\\win.ini"); one of the Core Rule Set's list
+		// with a flag and a path at least ("tail -f /var/log/x").
+		score = ScoreCritical
+	case a.strong > 0:
+		score = ScoreWarning
+	case kind == cmdStrong && a.numbers > 0 && a.prose == 0 && timingCommand(w):
+		// "sleep 5", "timeout 10": a timing probe.
+		score = ScoreCritical
+	}
+	switch {
+	case score >= ScoreCritical:
+		return Finding{Rule: RuleCmdi, Score: ScoreCritical}, true
+	case score > 0:
+		return in.weak(Finding{Rule: RuleCmdi, Score: score})
 	}
 	return Finding{}, false
+}
+
+// cmdArgs tallies the arguments of a command line by shape.
+type cmdArgs struct {
+	strong  int    // flags, paths, variables, redirections, URLs, addresses
+	flags   int    // of which flags
+	quoted  int    // quoted strings
+	numbers int    // bare numbers
+	prose   int    // plain words
+	first   []byte // the first argument, lower-cased when a word
+	buf     [24]byte
+}
+
+// commandArgs reads the blank-separated arguments after d[i:], at most 16.
+func commandArgs(d []byte, i int) cmdArgs {
+	var a cmdArgs
+	for n := 0; n < 16; n++ {
+		for i < len(d) && (d[i] == ' ' || d[i] == '\t') {
+			i++
+		}
+		if i >= len(d) {
+			break
+		}
+		start := i
+		if d[i] == '"' || d[i] == '\'' {
+			q := d[i]
+			end := bytes.IndexByte(d[i+1:], q)
+			if end < 0 {
+				i = len(d)
+			} else {
+				i += end + 2
+			}
+			a.quoted++ // "-e 'print 1'", "reg add \"HKLM\\...\""
+			continue
+		}
+		for i < len(d) && i-start < 256 && d[i] != ' ' && d[i] != '\t' {
+			i++
+		}
+		tok := d[start:i]
+		if n == 0 {
+			k := 0
+			for _, c := range tok {
+				if k == len(a.buf) {
+					break
+				}
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				a.buf[k] = c
+				k++
+			}
+			a.first = a.buf[:k]
+		}
+		switch argToken(tok) {
+		case tokFlag:
+			a.strong++
+			a.flags++
+		case tokStrong:
+			a.strong++
+		case tokNumber:
+			a.numbers++
+		default:
+			a.prose++
+		}
+	}
+	return a
+}
+
+type tokKind uint8
+
+const (
+	tokWord tokKind = iota
+	tokFlag
+	tokStrong
+	tokNumber
+)
+
+// argToken classifies one argument of a command line.
+func argToken(t []byte) tokKind {
+	c := t[0]
+	switch {
+	case c == '-' && len(t) > 1 && (isAlnum(t[1]) || t[1] == '-' && len(t) > 2 && isLetter(t[2])):
+		if isDigit(t[1]) && allDigitsBytes(t[1:]) {
+			return tokNumber // "-1"
+		}
+		return tokFlag
+	case len(t) == 1 && (c == '/' || c == '\\'):
+		return tokFlag // the root ("find / -name x"), or punctuation in prose
+	case len(t) == 1 && (c == '|' || c == '&' || c == '*' || c == '-' || c == '+'):
+		return tokWord
+	case c == '/' && len(t) > 1 && len(t) <= 12 && isLetter(t[1]) && bytes.IndexByte(t[1:], '/') < 0 && bytes.IndexByte(t, '.') < 0:
+		// A Windows switch ("/ADD", "/all", "/c") or a directory under
+		// the root ("/etc", "/tmp"): either way a command line's.
+		return tokFlag
+	case c == '/' || c == '\\' || c == '~' || c == '$' || c == '%' || c == '>' || c == '<' || c == '*' || c == '|' || c == '&':
+		return tokStrong
+	case c == '.' && len(t) > 1 && (t[1] == '/' || t[1] == '.' || t[1] == '\\'):
+		return tokStrong
+	case len(t) >= 2 && isLetter(c) && t[1] == ':' && (len(t) == 2 || t[2] == '\\' || t[2] == '/'):
+		return tokStrong // "C:", "C:\\Users"
+	case bytes.Contains(t, []byte("://")):
+		return tokStrong
+	case bytes.IndexByte(t, '@') > 0 && bytes.IndexByte(t, '.') > 0 && !bytes.Contains(t, []byte("@.")):
+		return tokStrong // user@host
+	case bytes.Count(t, []byte(".")) == 3 && dottedQuad(t):
+		return tokStrong
+	case allDigitsBytes(t):
+		return tokNumber
+	case bytes.IndexByte(t, '/') > 0 || bytes.IndexByte(t, '\\') > 0 || bytes.IndexByte(t, '=') > 0:
+		return tokStrong // "a/b", "dir\\x", "if=/dev/zero"
+	}
+	return tokWord
+}
+
+func allDigitsBytes(t []byte) bool {
+	for _, c := range t {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return len(t) > 0
+}
+
+// dottedQuad reports an IPv4 address, optionally with a port.
+func dottedQuad(t []byte) bool {
+	if i := bytes.IndexByte(t, ':'); i > 0 {
+		t = t[:i]
+	}
+	parts := 0
+	for _, p := range bytes.Split(t, []byte(".")) {
+		if len(p) == 0 || len(p) > 3 || !allDigitsBytes(p) {
+			return false
+		}
+		parts++
+	}
+	return parts == 4
+}
+
+// subcommands are the first arguments that make a Windows administration
+// command's command line, when the command name alone is also a word
+// ("net", "sc") or its arguments are words ("netsh firewall set opmode
+// disable").
+var subcommands = map[string]map[string]bool{
+	"net": set("user", "users", "localgroup", "group", "view", "share", "use", "session", "accounts", "config",
+		"start", "stop", "file", "time"),
+	"netsh":     set("firewall", "advfirewall", "interface", "wlan", "winhttp", "http", "portproxy", "trace", "lan"),
+	"reg":       set("add", "query", "delete", "save", "export", "import", "load", "unload", "copy", "restore"),
+	"sc":        set("query", "queryex", "create", "config", "start", "stop", "delete", "qc", "failure", "sdshow"),
+	"wmic":      set("process", "os", "useraccount", "group", "service", "qfe", "shadowcopy", "computersystem", "startup", "/node"),
+	"schtasks":  set("/create", "/run", "/query", "/delete", "/change"),
+	"vssadmin":  set("list", "delete", "create", "resize"),
+	"bcdedit":   set("/set", "/enum", "/delete"),
+	"wevtutil":  set("cl", "el", "qe", "clear-log"),
+	"icacls":    set("/grant", "/reset", "/save", "/restore"),
+	"cmd":       set("/c", "/k", "/q", "/r"),
+	"systemctl": set("start", "stop", "restart", "enable", "disable", "status", "mask", "daemon-reload"),
+	"service":   set("start", "stop", "restart", "status"),
+	"docker":    set("run", "exec", "ps", "images", "cp"),
+	"kubectl":   set("exec", "get", "apply", "delete", "run", "cp"),
+}
+
+func set(ws ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range ws {
+		m[w] = true
+	}
+	return m
+}
+
+// subcommand reports "net user", "reg add" and the like.
+func subcommand(cmd, first []byte) bool {
+	subs, ok := subcommands[str(cmd)]
+	return ok && len(first) > 0 && subs[str(first)]
+}
+
+// lookupCommand reports the commands that ask where another is.
+func lookupCommand(w []byte) bool {
+	switch str(w) {
+	case "which", "whereis", "where", "type", "command", "hash":
+		return true
+	}
+	return false
+}
+
+// timingCommand reports the commands that take a bare number of seconds.
+func timingCommand(w []byte) bool {
+	switch str(w) {
+	case "sleep", "timeout", "ping":
+		return true
+	}
+	return false
 }
 
 // dollar scores the shell expansion starting at d[i] == '$': $(cmd),
@@ -181,6 +577,10 @@ func dollar(d []byte, i int, ctx cmdContext) int {
 		if hasPrefixFold(d[i+1:], "ifs") {
 			return ScoreCritical
 		}
+		// "$env:COMPUTERNAME": PowerShell's environment drive.
+		if hasPrefixFold(d[i+1:], "env:") && i+5 < len(d) && isLetter(d[i+5]) {
+			return ScoreCritical
+		}
 	}
 	return 0
 }
@@ -198,6 +598,9 @@ func commandAt(d []byte, i, end int, ctx cmdContext) int {
 	if brace {
 		i++
 	}
+	if globCommand(d, i, end) && ctx&ctxNoisy == 0 {
+		return ScoreCritical
+	}
 	var word [24]byte
 	n, j := shellWord(d, i, end, word[:])
 	if n == 0 {
@@ -207,6 +610,9 @@ func commandAt(d []byte, i, end int, ctx cmdContext) int {
 	if kind == cmdNone {
 		return 0
 	}
+	if ctx&ctxNoisy == 0 && str(word[:n]) == "for" && windowsLoop(word[:n], wordAfterBlanksRaw(d[:end], j)) {
+		return ScoreCritical
+	}
 	if brace {
 		// Brace expansion runs "{cat,/etc/passwd}"; a "{ name }" block
 		// (GraphQL, templates, JSON) does not.
@@ -215,15 +621,17 @@ func commandAt(d []byte, i, end int, ctx cmdContext) int {
 		}
 		return 0
 	}
-	if ctx&ctxNoisy != 0 && (kind == cmdWeak || !(j == end || d[j] == ' ' || d[j] == '\t')) {
+	if ctx&ctxNoisy != 0 && (kind != cmdStrong || !(j == end || d[j] == ' ' || d[j] == '\t')) {
 		// In random data a separator, two letters and a symbol happen by
 		// chance; there a command must be a strong one ending at a blank.
 		return 0
 	}
 	arg := argShape(d, j, end)
+	// A command named by its path ("/usr/bin/id") is never a list item.
+	pathed := bytes.IndexByte(d[i:j], '/') >= 0 || bytes.IndexByte(d[i:j], '\\') >= 0
 	if arg == argEnd {
 		switch {
-		case ctx&ctxLine != 0:
+		case ctx&ctxLine != 0 && !pathed:
 			// A word alone on a line is a list item, a GraphQL field, a
 			// line of prose: a command needs arguments there.
 			return 0
@@ -233,14 +641,23 @@ func commandAt(d []byte, i, end int, ctx cmdContext) int {
 			return 0
 		}
 	}
+	if arg == argProse && kind != cmdNone && ctx&ctxNoisy == 0 {
+		// "; net user x", "| netsh firewall set", "&& which nc".
+		a := commandArgs(d[:end], j)
+		if subcommand(word[:n], a.first) || lookupCommand(word[:n]) && commandKind(a.first) != cmdNone {
+			return ScoreCritical
+		}
+	}
 	switch {
 	case kind == cmdStrong && arg != argProse:
 		return ScoreCritical
 	case kind == cmdStrong:
 		return ScoreError
-	case kind == cmdWeak && arg == argShell:
+	case kind == cmdWeak && (arg == argShell || arg == argNumber):
 		return ScoreCritical
-	case kind == cmdWeak && arg == argEnd:
+	case kind == cmdVocab && arg == argShell:
+		return ScoreCritical
+	case (kind == cmdWeak || kind == cmdStrong) && arg == argEnd:
 		return ScoreNotice
 	}
 	return 0
@@ -250,15 +667,35 @@ func commandAt(d []byte, i, end int, ctx cmdContext) int {
 // the shell's quoting and expansion tricks removed (c'a't, c"a"t, c\at,
 // ca$@t, ca${x}t) and a directory prefix dropped (/usr/bin/id,
 // c:\windows\system32\cmd.exe). It returns the word's length and the index
-// after it.
+// after it. A "\n" escape ends the word.
 func shellWord(d []byte, i, end int, w []byte) (int, int) {
 	n := 0
 	for i < end {
 		c := d[i]
 		switch {
-		case c == '\'' || c == '"' || c == '\\':
+		case c == '\\' && escapedBreak(d[:end], i) && n > 0:
+			return n, i
+		case c == '\'' || c == '"' || c == '\\' || c == '^':
+			// Quotes and escapes, and cmd's caret ("c^m^d"), which the
+			// shell drops.
 			i++
 			continue
+		case c == '%' && n == 0:
+			// A variable naming the command: "%COMSPEC% /c dir".
+			k := i + 1
+			for k < end && k-i < 16 && isWordByte(d[k]) {
+				k++
+			}
+			if k < end && d[k] == '%' && k > i+1 {
+				for _, v := range d[i+1 : k] {
+					if n < len(w) {
+						w[n] = v | 0x20
+						n++
+					}
+				}
+				i = k + 1
+				return n, i
+			}
 		case c == '$' && i+1 < end && (d[i+1] == '@' || d[i+1] == '*'):
 			i += 2
 			continue
@@ -304,6 +741,10 @@ type cmdClass uint8
 
 const (
 	cmdNone cmdClass = iota
+	// cmdVocab commands come from the Core Rule Set's list of Unix
+	// programs; many are English words too ("look", "split", "watch"),
+	// so they count only with a flag, a path or a variable after them.
+	cmdVocab
 	// cmdWeak commands are also English words ("more", "type", "find");
 	// they count only with shell-shaped arguments.
 	cmdWeak
@@ -311,17 +752,22 @@ const (
 	cmdStrong
 )
 
+// commands are the curated command names; the vocabulary adds the Core
+// Rule Set's Unix programs to them (see vocabulary.commands).
 var commands = map[string]cmdClass{
 	// Reconnaissance and exfiltration.
 	"id": cmdStrong, "whoami": cmdStrong, "uname": cmdStrong, "ifconfig": cmdStrong, "ipconfig": cmdStrong,
 	"netstat": cmdStrong, "nslookup": cmdStrong, "hostname": cmdStrong, "systeminfo": cmdStrong,
 	"tasklist": cmdStrong, "taskkill": cmdStrong, "wmic": cmdStrong, "printenv": cmdStrong, "env": cmdStrong,
 	"ps": cmdStrong, "lsof": cmdStrong, "uptime": cmdStrong, "dig": cmdStrong, "arp": cmdStrong,
-	"traceroute": cmdStrong, "tracert": cmdStrong, "ping": cmdStrong, "sleep": cmdStrong,
+	"traceroute": cmdStrong, "tracert": cmdStrong, "ping": cmdStrong, "sleep": cmdStrong, "pwd": cmdStrong,
 	"wget": cmdStrong, "curl": cmdStrong, "nc": cmdStrong, "ncat": cmdStrong, "netcat": cmdStrong,
 	"telnet": cmdStrong, "tftp": cmdStrong, "ftp": cmdStrong, "scp": cmdStrong, "ssh": cmdStrong,
 	"certutil": cmdStrong, "bitsadmin": cmdStrong, "mshta": cmdStrong, "rundll32": cmdStrong,
 	"regsvr32": cmdStrong, "cscript": cmdStrong, "wscript": cmdStrong, "schtasks": cmdStrong,
+	"netsh": cmdStrong, "nmap": cmdStrong, "socat": cmdStrong, "getent": cmdStrong, "ipconfig.exe": cmdStrong,
+	"vssadmin": cmdStrong, "bcdedit": cmdStrong, "wevtutil": cmdStrong, "whoami.exe": cmdStrong,
+	"comspec": cmdStrong,
 	// Interpreters.
 	"sh": cmdStrong, "bash": cmdStrong, "zsh": cmdStrong, "ksh": cmdStrong, "dash": cmdStrong,
 	"csh": cmdStrong, "tcsh": cmdStrong, "busybox": cmdStrong, "cmd": cmdStrong, "powershell": cmdStrong,
@@ -344,19 +790,25 @@ var commands = map[string]cmdClass{
 	"last": cmdWeak, "host": cmdWeak, "source": cmdWeak, "expr": cmdWeak, "test": cmdWeak, "ln": cmdWeak,
 	"cp": cmdWeak, "mv": cmdWeak, "mkdir": cmdWeak, "which": cmdWeak, "ver": cmdWeak, "sc": cmdWeak,
 	"uniq": cmdWeak, "strings": cmdWeak, "service": cmdWeak, "export": cmdWeak, "if": cmdWeak,
-	"for": cmdWeak, "while": cmdWeak, "str": cmdWeak,
+	"for": cmdWeak, "while": cmdWeak, "str": cmdWeak, "whereis": cmdWeak, "where": cmdWeak,
+	"command": cmdWeak, "docker": cmdWeak, "kubectl": cmdWeak,
 }
 
+// commandKind returns the class of the lower-case command word w.
 func commandKind(w []byte) cmdClass {
-	return commands[str(w)]
+	if len(w) == 0 {
+		return cmdNone
+	}
+	return words().commands[str(w)]
 }
 
 type argKind uint8
 
 const (
-	argProse argKind = iota // a plain word follows: "; cat food"
-	argEnd                  // nothing or another separator follows: "; id", "|id;"
-	argShell                // a flag, path, number, variable, redirection, URL...
+	argProse  argKind = iota // a plain word follows: "; cat food"
+	argEnd                   // nothing or another separator follows: "; id", "|id;"
+	argShell                 // a flag, path, variable, redirection, URL...
+	argNumber                // a number: "; sleep 5", "| head 10"
 )
 
 // argShape classifies what follows a command word.
@@ -382,6 +834,8 @@ func argShape(d []byte, i, end int) argKind {
 	switch c := d[i]; {
 	case c == ';' || c == '|' || c == '&' || c == '\n' || c == '\r' || c == '`' || c == ')' || c == '#' || c == '}':
 		return argEnd
+	case c == '\\' && escapedBreak(d[:end], i):
+		return argEnd
 	case c == '\'' || c == '"':
 		// A quoted argument, or the quote that closes the injection
 		// ("';id'"): look at what it holds.
@@ -404,7 +858,7 @@ func argShape(d []byte, i, end int) argKind {
 			return argShell
 		}
 	case isDigit(c):
-		return argShell
+		return argNumber
 	case isLetter(c):
 		// A drive ("c:\") or an URL ("http://").
 		j := i
@@ -418,8 +872,6 @@ func argShape(d []byte, i, end int) argKind {
 	return argProse
 }
 
-// hasPrefixFold reports whether s starts with the lower-case p, ignoring
-// ASCII case.
 func hasPrefixFold(s []byte, p string) bool {
 	return len(s) >= len(p) && equalLower(s[:len(p)], p)
 }

@@ -1,29 +1,28 @@
 package payload_test
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/textproto"
-	"net/url"
 	"os"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/detections/internal/corpustest"
 	"github.com/rampartgw/rampart/detections/payload"
 )
 
-// The labelled development corpus sits beside the repository (see
-// ../shared/corpus/README.md). The corpus tests skip when it is absent.
-const corpusPath = "../../../shared/corpus/dev.jsonl.gz"
+// The labelled development corpora sit beside the repository (see
+// ../shared/corpus/README.md): dev.jsonl.gz (attacks and real browsing
+// traffic) and dev-extra.jsonl.gz (attack families in six placements). The
+// corpus tests skip when a file is absent.
+const (
+	corpusPath      = "../../../shared/corpus/dev.jsonl.gz"
+	corpusExtraPath = "../../../shared/corpus/dev-extra.jsonl.gz"
+)
 
 // Environment knobs of the corpus report:
 //
@@ -38,93 +37,20 @@ const (
 	envOut     = "RAMPART_CORPUS_OUT"
 )
 
-type corpusRecord struct {
-	ID       string      `json:"id"`
-	Source   string      `json:"source"`
-	Category string      `json:"category"`
-	Expect   string      `json:"expect"`
-	Method   string      `json:"method"`
-	Path     string      `json:"path"`
-	Headers  [][2]string `json:"headers"`
-	Body     string      `json:"body"`
-	BodyB64  string      `json:"body_b64"`
-	Payload  string      `json:"payload"`
-	PL       int         `json:"pl"`
-}
+// corpusRecord is one corpus line.
+type corpusRecord = corpustest.Record
 
 var (
-	corpusOnce sync.Once
-	corpus     []corpusRecord
-	corpusErr  error
+	devCorpus   = &corpustest.File{Path: corpusPath}
+	extraCorpus = &corpustest.File{Path: corpusExtraPath}
 )
 
-// loadCorpus reads the corpus once per test binary; it skips t when the
-// file is absent.
-func loadCorpus(t testing.TB) []corpusRecord {
-	t.Helper()
-	if _, err := os.Stat(corpusPath); err != nil {
-		t.Skipf("corpus not found at %s (it lives in ../shared beside the repository): %v", corpusPath, err)
-	}
-	corpusOnce.Do(func() {
-		f, err := os.Open(corpusPath)
-		if err != nil {
-			corpusErr = err
-			return
-		}
-		defer f.Close()
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			corpusErr = err
-			return
-		}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(make([]byte, 1<<20), 8<<20)
-		for sc.Scan() {
-			var rec corpusRecord
-			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-				corpusErr = fmt.Errorf("decoding corpus line %d: %w", len(corpus)+1, err)
-				return
-			}
-			corpus = append(corpus, rec)
-		}
-		corpusErr = sc.Err()
-	})
-	if corpusErr != nil {
-		t.Fatal(corpusErr)
-	}
-	return corpus
-}
+// loadCorpus reads the development corpus; it skips t when the file is
+// absent.
+func loadCorpus(t testing.TB) []corpusRecord { return devCorpus.Load(t) }
 
-// corpusRequest builds the request view the way the gateway's handler does:
-// net/http parses the request-target, then Path, EscapedPath and RawQuery
-// fill the view. It returns nil for a target net/http would refuse with 400
-// (the gateway never sees it).
-func corpusRequest(rec *corpusRecord) *detections.Request {
-	u, err := url.ParseRequestURI(rec.Path)
-	if err != nil {
-		return nil
-	}
-	h := http.Header{}
-	for _, kv := range rec.Headers {
-		k := textproto.CanonicalMIMEHeaderKey(kv[0])
-		if k == "Host" {
-			continue
-		}
-		h[k] = append(h[k], kv[1])
-	}
-	h["X-Forwarded-For"] = []string{"198.18.0.1"}
-	r := &detections.Request{
-		Method: rec.Method, Host: "localhost", Proto: "HTTP/1.1", Header: h,
-		Path: u.Path, RawPath: u.EscapedPath(), RawQuery: u.RawQuery,
-	}
-	switch {
-	case rec.BodyB64 != "":
-		r.Body, _ = base64.StdEncoding.DecodeString(rec.BodyB64)
-	case rec.Body != "":
-		r.Body = []byte(rec.Body)
-	}
-	return r
-}
+// corpusRequest is the record's request view (see corpustest.Request).
+func corpusRequest(rec *corpusRecord) *detections.Request { return corpustest.Request(rec) }
 
 type corpusResult struct {
 	rec     *corpusRecord
@@ -185,6 +111,63 @@ func summarise(results []corpusResult) (attack, benign tally) {
 // false positives and the misses.
 func TestCorpus(t *testing.T) {
 	recs := loadCorpus(t)
+	results, attack, benign := corpusRun(t, recs, 7)
+	if reportMode() {
+		return
+	}
+	if attack.n > 0 && rate(attack) < 0.97 {
+		t.Errorf("detection rate %.4f < 0.97 on the sample", rate(attack))
+	}
+	var oas tally
+	for _, r := range results {
+		if r.rec.Source == "openappsec" {
+			oas.n++
+			if r.blocked {
+				oas.blocked++
+			}
+		}
+	}
+	if oas.n > 0 && rate(oas) > 0.002 {
+		t.Errorf("false-positive rate %.4f > 0.002 on the sample's open-appsec traffic", rate(oas))
+	}
+	if benign.n > 0 && rate(benign) > 0.01 {
+		t.Errorf("false-positive rate %.4f > 0.01 on the sample", rate(benign))
+	}
+}
+
+// TestCorpusExtra checks the detection rate per attack family on
+// dev-extra.jsonl.gz: a fixed sample (every 5th record) by default, every
+// record with RAMPART_CORPUS_REPORT=1. Each category with at least 20
+// sampled requests must reach 0.95.
+func TestCorpusExtra(t *testing.T) {
+	recs := extraCorpus.Load(t)
+	results, _, _ := corpusRun(t, recs, 5)
+	if reportMode() {
+		return
+	}
+	cats := map[string]*tally{}
+	for _, r := range results {
+		c := cats[r.rec.Category]
+		if c == nil {
+			c = &tally{}
+			cats[r.rec.Category] = c
+		}
+		c.n++
+		if r.blocked {
+			c.blocked++
+		}
+	}
+	for name, c := range cats {
+		if c.n >= 20 && rate(*c) < 0.95 {
+			t.Errorf("%s: detection rate %.4f < 0.95 on the sample (n=%d)", name, rate(*c), c.n)
+		}
+	}
+}
+
+// corpusRun inspects every every-th record of recs (every record in report
+// mode, where it also prints the tables) and returns the results.
+func corpusRun(t *testing.T, recs []corpusRecord, every int) ([]corpusResult, tally, tally) {
+	t.Helper()
 	d, err := payload.New(payload.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -200,20 +183,14 @@ func TestCorpus(t *testing.T) {
 		if include != nil && !include.MatchString(rec.Category) {
 			return false
 		}
-		return report || i%7 == 0
+		return report || i%every == 0
 	})
 	attack, benign := summarise(results)
 	t.Logf("tpr=%.4f fpr=%.4f n=%d (attack %d, benign %d)", rate(attack), rate(benign), attack.n+benign.n, attack.n, benign.n)
 	if report {
 		printReport(t, results)
-		return
 	}
-	if attack.n > 0 && rate(attack) < 0.95 {
-		t.Errorf("detection rate %.4f < 0.95 on the sample", rate(attack))
-	}
-	if benign.n > 0 && rate(benign) > 0.01 {
-		t.Errorf("false-positive rate %.4f > 0.01 on the sample", rate(benign))
-	}
+	return results, attack, benign
 }
 
 func printReport(t *testing.T, results []corpusResult) {
@@ -225,8 +202,20 @@ func printReport(t *testing.T, results []corpusResult) {
 	expect := map[string]string{}
 	sources := map[string][2]tally{}
 	rules := map[string][2]int{}
+	placements := map[string]*tally{}
 	var fps, misses []corpusResult
 	for _, r := range results {
+		if r.rec.Expect == "attack" {
+			p := placements[r.rec.Placeholder]
+			if p == nil {
+				p = &tally{}
+				placements[r.rec.Placeholder] = p
+			}
+			p.n++
+			if r.blocked {
+				p.blocked++
+			}
+		}
 		c := cats[r.rec.Category]
 		if c == nil {
 			c = &tally{}
@@ -266,9 +255,26 @@ func printReport(t *testing.T, results []corpusResult) {
 		fmt.Fprintf(&b, "%-45s %-7s %6d %8d %8.4f\n", n, expect[n], c.n, c.blocked, rate(*c))
 	}
 	b.WriteString("\nper source:\n")
-	for _, n := range []string{"crs", "mgm", "openappsec"} {
+	srcNames := make([]string, 0, len(sources))
+	for n := range sources {
+		srcNames = append(srcNames, n)
+	}
+	sort.Strings(srcNames)
+	for _, n := range srcNames {
 		s := sources[n]
 		fmt.Fprintf(&b, "  %-11s tpr=%.4f (%d/%d) fpr=%.4f (%d/%d)\n", n, rate(s[0]), s[0].blocked, s[0].n, rate(s[1]), s[1].blocked, s[1].n)
+	}
+	if len(placements) > 1 {
+		b.WriteString("\nattacks per placement:\n")
+		pn := make([]string, 0, len(placements))
+		for n := range placements {
+			pn = append(pn, n)
+		}
+		sort.Strings(pn)
+		for _, n := range pn {
+			p := placements[n]
+			fmt.Fprintf(&b, "  %-14s %6d %6d %8.4f\n", n, p.n, p.blocked, rate(*p))
+		}
 	}
 	b.WriteString("\nblocks by rule (attack, benign):\n")
 	rn := make([]string, 0, len(rules))
@@ -298,7 +304,7 @@ func printReport(t *testing.T, results []corpusResult) {
 				p += " BODY " + r.rec.Body
 			}
 		}
-		fmt.Fprintf(&b, "  %-40s %.200q\n", r.rec.ID, p)
+		fmt.Fprintf(&b, "  %-40s %-12s %.200q\n", r.rec.ID, r.rec.Placeholder, p)
 	}
 	attack, benign := summarise(results)
 	fmt.Fprintf(&b, "\ntpr=%.4f fpr=%.4f n=%d\n", rate(attack), rate(benign), attack.n+benign.n)

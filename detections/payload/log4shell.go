@@ -2,7 +2,7 @@ package payload
 
 import "bytes"
 
-// Rule ids of the Log4Shell analyser.
+// Rule ids of the Log4Shell analyzer.
 const (
 	// RuleLog4Shell is a Log4j JNDI lookup ("${jndi:ldap://...}") in any
 	// obfuscation that Log4j itself resolves: nested lookups whose values
@@ -12,7 +12,7 @@ const (
 	// RuleLog4jLookup is a nested Log4j lookup without a JNDI name, or one
 	// exfiltrating data (${env:...}, ${sys:...}) inside another: an
 	// obfuscated probe.
-	RuleLog4jLookup = "log4shell-lookup"
+	RuleLog4jLookup = "log4shell_lookup"
 )
 
 // maxLookupRounds bounds the resolution of nested lookups.

@@ -6,7 +6,7 @@ import (
 	"github.com/rampartgw/rampart/detections"
 )
 
-// Rule ids of the NoSQL injection analyser.
+// Rule ids of the NoSQL injection analyzer.
 const (
 	// RuleNoSQLi is a MongoDB query operator smuggled in as a parameter:
 	// "password[$ne]=" in a query or form (PHP and Express parse it into
@@ -23,13 +23,13 @@ type nosqliAnalyzer struct{}
 
 func (nosqliAnalyzer) Name() string { return "nosqli" }
 
-func (nosqliAnalyzer) needs() uint64 { return clsDollar }
+func (nosqliAnalyzer) needs() uint64 { return clsDollar | clsSemi | clsPipe | clsDot }
 
 var mongoOperators = func() map[string]string {
 	m := map[string]string{}
 	for _, op := range []string{"ne", "eq", "gt", "gte", "lt", "lte", "in", "nin", "regex", "exists", "not",
 		"nor", "or", "and", "where", "expr", "function", "accumulator", "elemmatch", "type", "size", "all",
-		"mod", "text", "jsonschema", "options"} {
+		"mod", "text", "jsonschema", "options", "comment"} {
 		m[op] = op
 	}
 	return m
@@ -40,6 +40,9 @@ var codeOperators = map[string]bool{"where": true, "function": true, "accumulato
 
 func (nosqliAnalyzer) Analyze(in *Input) (Finding, bool) {
 	if !in.Has(clsDollar) {
+		if !in.Field.IsKey && in.Has(clsSemi|clsPipe|clsDot) && mongoJS(in) {
+			return Finding{Rule: RuleNoSQLi, Score: ScoreCritical}, true
+		}
 		return Finding{}, false
 	}
 	f := in.Field
@@ -70,9 +73,17 @@ func (nosqliAnalyzer) Analyze(in *Input) (Finding, bool) {
 		return Finding{}, false
 	}
 	// Values: a serialized operator object in a parameter that the
-	// application will parse ("{"$ne": null}", "{"$gt": ""}").
+	// application will parse ("{"$ne": null}", "{"$gt": ""}"), an
+	// operator key spliced into an object literal ("', $where: '1 == 1'",
+	// "', $or: [ {}, ..."), or bracket syntax inside a value ("[$ne]=1").
 	d := in.Folded()
-	if len(d) < 6 || bytes.IndexByte(d, '$') < 0 || bytes.IndexByte(d, '{') < 0 {
+	if len(d) < 5 || bytes.IndexByte(d, '$') < 0 {
+		return Finding{}, false
+	}
+	if operatorKey(d) {
+		return Finding{Rule: RuleNoSQLi, Score: ScoreCritical}, true
+	}
+	if bytes.IndexByte(d, '{') < 0 {
 		return Finding{}, false
 	}
 	for i := 0; i+1 < len(d); i++ {
@@ -168,4 +179,121 @@ func lowerString(s string) string {
 		}
 	}
 	return s
+}
+
+// operatorKey reports a Mongo operator used as an object key in text,
+// quoted or not, after a separator ("', $where: ...", ", $or: [") or in
+// bracket syntax ("[$ne]=1").
+func operatorKey(d []byte) bool {
+	for off := 0; ; {
+		i := bytes.IndexByte(d[off:], '$')
+		if i < 0 {
+			return false
+		}
+		i += off
+		off = i + 1
+		op := operatorAt(d, i+1)
+		if op == "" {
+			continue
+		}
+		e := i + 1 + len(op)
+		if i > 0 && d[i-1] == '[' && e < len(d) && d[e] == ']' {
+			return true
+		}
+		b := i - 1
+		if b >= 0 && (d[b] == '"' || d[b] == '\'') {
+			b--
+		}
+		for b >= 0 && d[b] == ' ' {
+			b--
+		}
+		if b >= 0 && d[b] != ',' && d[b] != '{' && d[b] != '\'' && d[b] != '"' {
+			continue
+		}
+		if e < len(d) && (d[e] == '"' || d[e] == '\'') {
+			e++
+		}
+		if e = skipSpace(d, e); e < len(d) && d[e] == ':' {
+			return true
+		}
+	}
+}
+
+// mongoMethods are the collection methods of the Mongo shell.
+var mongoMethods = set("find", "findone", "insert", "insertone", "update", "updateone", "remove", "deleteone",
+	"deletemany", "mapreduce", "aggregate", "drop", "count", "distinct", "getcollection", "runcommand")
+
+// mongoJS reports JavaScript aimed at a $where clause or the Mongo shell:
+// a statement that returns a truth value (";return true", "';return(1)"),
+// a tautology ("|| 1==1", "||'a'=='a'"), or a shell call
+// ("db.users.find(", "db.getCollection(").
+func mongoJS(in *Input) bool {
+	d := in.Folded()
+	if len(d) < 6 {
+		return false
+	}
+	if in.Has(clsSemi) {
+		for off := 0; ; {
+			i := bytes.IndexByte(d[off:], ';')
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + 1
+			j := skipSpace(d, i+1)
+			if !hasPrefix(d[j:], "return") {
+				continue
+			}
+			k := j + 6
+			for k < len(d) && (d[k] == ' ' || d[k] == '(') {
+				k++
+			}
+			if k > j+6 && (hasPrefix(d[k:], "true") || hasPrefix(d[k:], "1") || hasPrefix(d[k:], "this")) {
+				return true
+			}
+		}
+	}
+	if in.Has(clsPipe) && in.Has(clsEq) {
+		for off := 0; ; {
+			i := index(d[off:], "||")
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + 2
+			j := skipSpace(d, i+2)
+			if e := operandEnd(d, j); e > j && e+2 < len(d) && d[e] == '=' && d[e+1] == '=' {
+				if k := operandEnd(d, e+2+boolToInt(peek(d, e+2) == '=')); k > e+2 && isLiteral(d[j:e]) {
+					return true
+				}
+			}
+		}
+	}
+	if in.Has(clsDot|clsParen) && contains(d, "db.") {
+		for off := 0; ; {
+			i := index(d[off:], "db.")
+			if i < 0 {
+				return false
+			}
+			i += off
+			off = i + 3
+			if i > 0 && isWordByte(d[i-1]) {
+				continue
+			}
+			// db.getCollection( or db.<collection>.<method>(
+			j := i + 3
+			w := wordAt(d, j)
+			if mongoMethods[str(w)] && peek(d, j+len(w)) == '(' {
+				return true
+			}
+			k := j + len(w)
+			if len(w) > 0 && peek(d, k) == '.' {
+				m := wordAt(d, k+1)
+				if mongoMethods[str(m)] && peek(d, k+1+len(m)) == '(' {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

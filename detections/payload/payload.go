@@ -1,6 +1,6 @@
 // Package payload holds the payload detection: every field of a request
 // (path, query, cookies, selected headers, form, multipart and JSON fields,
-// raw text bodies) is normalised once and shown to a set of analysers; their
+// raw text bodies) is normalised once and shown to a set of analyzers; their
 // findings add up to an anomaly score, and the request is blocked when the
 // score reaches the threshold.
 package payload
@@ -22,11 +22,11 @@ const name = "payload"
 // ReasonMalicious is the reason of a payload block.
 const ReasonMalicious = "malicious_payload"
 
-// AnalyzerConfig configures one analyser.
+// AnalyzerConfig configures one analyzer.
 type AnalyzerConfig struct {
-	// Mode is enforce (its findings count toward the score), monitor (its
-	// findings are logged as would-block only) or off.
-	Mode string `yaml:"mode"`
+	// Mode is enforce (its findings count toward the score; the zero
+	// value), monitor (its findings are logged as would-block only) or off.
+	Mode detections.Mode `yaml:"mode"`
 }
 
 // Exclusion silences rules for some requests or fields, so a false positive
@@ -41,7 +41,11 @@ type Exclusion struct {
 	// "header:Referer") or bare names ("content") matching any kind; a
 	// trailing '*' matches a prefix. Empty means every field.
 	Fields []string `yaml:"fields"`
-	// Rules are rule ids or analyser names to silence; empty means all.
+	// Rules are rule ids or analyzer names to silence; empty means all. An
+	// entry also silences the rules whose id it prefixes with '_'
+	// ("protocol" covers "protocol_range" and "protocol_limit", "xss"
+	// covers "xss_script" found inside base64). The kebab-case spellings
+	// of earlier versions ("proto-pollution") are accepted.
 	Rules []string `yaml:"rules"`
 }
 
@@ -59,35 +63,55 @@ type Config struct {
 	Cookies bool `yaml:"cookies"`
 	// Threshold is the anomaly score at which a request is blocked.
 	Threshold int `yaml:"threshold"`
-	// Analyzers configures the built-in analysers by name; an analyser not
-	// listed runs in enforce mode.
+	// Analyzers configures the built-in analyzers by name; an analyzer not
+	// listed runs in enforce mode. Names are snake_case; the kebab-case
+	// spellings of earlier versions ("proto-pollution") are accepted.
+	// "protocol_limit" configures the inspection limits' finding.
 	Analyzers map[string]AnalyzerConfig `yaml:"analyzers"`
 	// Exclusions silence rules per route and per field.
 	Exclusions []Exclusion `yaml:"exclusions"`
-	// MaxFields bounds the fields inspected per request.
-	MaxFields int `yaml:"max_fields"`
+	// MaxFields bounds the fields inspected per request; MaxDepth the
+	// nesting of JSON values, MaxParts the parts of a multipart body and
+	// MaxValueBytes one value. Reaching one is itself a protocol_limit
+	// finding (critical: the request is blocked unless protocol_limit is
+	// set to monitor or off), because what lies beyond is not inspected.
+	// 0 means the default.
+	MaxFields     int `yaml:"max_fields"`
+	MaxDepth      int `yaml:"max_depth"`
+	MaxParts      int `yaml:"max_parts"`
+	MaxValueBytes int `yaml:"max_value_bytes"`
 	// SSRFAllowHosts are outbound hosts that URL-valued parameters may
 	// point to without an ssrf finding, even when they are internal: exact
 	// names ("billing.internal"), ".suffix" for a domain and its
 	// subdomains, addresses or CIDR prefixes ("10.1.0.0/16").
 	SSRFAllowHosts []string `yaml:"ssrf_allow_hosts"`
+	// CleanCache is how many header and cookie values found clean are
+	// remembered (rounded up to a power of two; 8 bytes each), so that the
+	// values every request repeats are analysed once; 0 turns it off. A
+	// value's score depends on the value, its name and the configuration
+	// only, so a remembered value scores what it scored the first time.
+	CleanCache int `yaml:"clean_cache"`
 }
 
-// DefaultConfig inspects everything with every analyser enforcing.
+// DefaultConfig inspects everything with every analyzer enforcing.
 func DefaultConfig() Config {
 	return Config{
 		Headers:       []string{"User-Agent", "Referer"},
 		CustomHeaders: true,
 		Cookies:       true,
 		Threshold:     ScoreCritical,
-		MaxFields:     10000,
+		MaxFields:     detections.DefaultMaxFields,
+		MaxDepth:      detections.DefaultMaxDepth,
+		MaxParts:      detections.DefaultMaxParts,
+		MaxValueBytes: detections.DefaultMaxValueBytes,
+		CleanCache:    DefaultCleanCache,
 	}
 }
 
 type analyzerEntry struct {
 	a       Analyzer
 	monitor bool
-	needs   uint64 // byte classes the analyser needs (see needer); 0: any field
+	needs   uint64 // byte classes the analyzer needs (see needer); 0: any field
 }
 
 // Detection is the payload detection.
@@ -95,20 +119,25 @@ type Detection struct {
 	threshold  int
 	scope      detections.Scope
 	fields     []analyzerEntry
-	requests   []analyzerEntry // analysers that also implement RequestAnalyzer
+	requests   []analyzerEntry // analyzers that also implement RequestAnalyzer
 	exclusions []exclusion
+	limitMode  detections.Mode // of the protocol_limit findings
+	clean      *cleanCache     // nil: off
 }
 
-// New builds the detection with the built-in analysers (see builtins) plus
+// New builds the detection with the built-in analyzers (see builtins) plus
 // the pattern list.
 func New(cfg Config) (*Detection, error) {
 	return NewWith(cfg, builtins(cfg))
 }
 
-// NewWith builds the detection with the given analysers plus the pattern
+// NewWith builds the detection with the given analyzers plus the pattern
 // list; tests use it to plug in their own.
 func NewWith(cfg Config, analyzers []Analyzer) (*Detection, error) {
 	var errs []error
+	if _, err := loadVocabulary(); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.Threshold <= 0 {
 		errs = append(errs, fmt.Errorf("payload.threshold: %d must be > 0", cfg.Threshold))
 	}
@@ -125,17 +154,35 @@ func NewWith(cfg Config, analyzers []Analyzer) (*Detection, error) {
 			analyzers = append([]Analyzer{&patternAnalyzer{set: set}}, analyzers...)
 		}
 	}
-	known := map[string]bool{}
+	for _, n := range []int{cfg.MaxFields, cfg.MaxDepth, cfg.MaxParts, cfg.MaxValueBytes} {
+		if n < 0 {
+			errs = append(errs, errors.New("payload: max_fields, max_depth, max_parts and max_value_bytes must be >= 0"))
+			break
+		}
+	}
+	switch {
+	case cfg.CleanCache < 0 || cfg.CleanCache > maxCleanCache:
+		errs = append(errs, fmt.Errorf("payload.clean_cache: %d must be between 0 (off) and %d", cfg.CleanCache, maxCleanCache))
+	default:
+		d.clean = newCleanCache(cfg.CleanCache)
+	}
+	d.scope.MaxDepth, d.scope.MaxParts, d.scope.MaxValueBytes = cfg.MaxDepth, cfg.MaxParts, cfg.MaxValueBytes
+	modes := map[string]detections.Mode{}
+	for n, ac := range cfg.Analyzers {
+		id := canonicalID(n)
+		if _, dup := modes[id]; dup {
+			errs = append(errs, fmt.Errorf("payload.analyzers: %q configured twice", id))
+		}
+		modes[id] = ac.Mode
+	}
+	known := map[string]bool{RuleProtocolLimit: true}
+	d.limitMode = modes[RuleProtocolLimit]
 	for _, a := range analyzers {
 		known[a.Name()] = true
-		mode := detections.ModeEnforce
-		if ac, ok := cfg.Analyzers[a.Name()]; ok && ac.Mode != "" {
-			m, err := detections.ParseMode(ac.Mode)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("payload.analyzers.%s.mode: %w", a.Name(), err))
-				continue
-			}
-			mode = m
+		mode := modes[a.Name()]
+		if mode > detections.ModeOff {
+			errs = append(errs, fmt.Errorf("payload.analyzers.%s.mode: unknown mode %v", a.Name(), mode))
+			continue
 		}
 		if mode == detections.ModeOff {
 			continue
@@ -144,12 +191,14 @@ func NewWith(cfg Config, analyzers []Analyzer) (*Detection, error) {
 		if n, ok := a.(needer); ok {
 			e.needs = n.needs()
 		}
-		d.fields = append(d.fields, e)
+		if _, ok := a.(requestOnly); !ok {
+			d.fields = append(d.fields, e)
+		}
 		if _, ok := a.(RequestAnalyzer); ok {
 			d.requests = append(d.requests, e)
 		}
 	}
-	for n := range cfg.Analyzers {
+	for n := range modes {
 		if !known[n] {
 			errs = append(errs, fmt.Errorf("payload.analyzers: unknown analyzer %q", n))
 		}
@@ -180,6 +229,7 @@ type scratch struct {
 	res  result
 	d    *Detection
 	excl []exclusion
+	win  detections.Field // a window of a long value
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -206,6 +256,12 @@ type ruleScore struct {
 // The location string is built only for the strongest finding, so scoring
 // allocates nothing on its own.
 func (res *result) add(fd Finding, monitor bool, f *detections.Field) {
+	res.addAt(fd, monitor, f, "")
+}
+
+// addAt is add with the location given (loc != "") rather than taken from
+// f.
+func (res *result) addAt(fd Finding, monitor bool, f *detections.Field, loc string) {
 	inc := fd.Score
 	found := false
 	for i := 0; i < res.nrules; i++ {
@@ -223,18 +279,21 @@ func (res *result) add(fd Finding, monitor bool, f *detections.Field) {
 	if monitor {
 		res.monitorScore += inc
 		if fd.Score > res.bestMonitor.Score {
-			res.bestMonitor, res.monitorLoc = fd, location(f)
+			res.bestMonitor, res.monitorLoc = fd, location(f, loc)
 		}
 		return
 	}
 	res.score += inc
 	if fd.Score > res.best.Score {
-		res.best, res.loc = fd, location(f)
+		res.best, res.loc = fd, location(f, loc)
 	}
 }
 
-func location(f *detections.Field) string {
-	if f == nil {
+func location(f *detections.Field, loc string) string {
+	switch {
+	case loc != "":
+		return loc
+	case f == nil:
 		return "request"
 	}
 	return f.Location()
@@ -244,7 +303,7 @@ func location(f *detections.Field) string {
 func (d *Detection) Inspect(_ context.Context, r *detections.Request) (detections.Verdict, error) {
 	s := scratchPool.Get().(*scratch)
 	defer func() {
-		s.d, s.excl, s.in.Request, s.in.Field = nil, nil, nil, nil
+		s.d, s.excl, s.in.Request, s.in.Field, s.win = nil, nil, nil, nil, detections.Field{}
 		scratchPool.Put(s)
 	}()
 	s.in.buf = &s.buf
@@ -274,22 +333,60 @@ func (d *Detection) Inspect(_ context.Context, r *detections.Request) (detection
 	return detections.Allow, nil
 }
 
-// VisitField shows one field to every analyser; it stops the walk once the
-// score reaches the threshold.
+// windowOverlap is how much consecutive windows of a long value share: a
+// payload up to this long lies whole in one of them.
+const windowOverlap = 8 << 10
+
+// VisitField shows one field to every analyzer; it stops the walk once the
+// score reaches the threshold. A value longer than the normaliser's input
+// bound is shown in overlapping windows of that size, so no part of it
+// goes uninspected.
 func (s *scratch) VisitField(f *detections.Field) bool {
+	if len(f.Value) <= normalize.MaxInput {
+		return s.visit(f)
+	}
+	v := f.Value
+	s.win = *f
+	for off := 0; ; off += normalize.MaxInput - windowOverlap {
+		end := min(len(v), off+normalize.MaxInput)
+		s.win.Value = v[off:end]
+		if !s.visit(&s.win) {
+			return false
+		}
+		if end == len(v) {
+			return true
+		}
+	}
+}
+
+func (s *scratch) visit(f *detections.Field) bool {
+	var key uint64
+	if c := s.d.clean; c != nil && cacheable(f) {
+		if key = c.key(f); c.has(key) {
+			return true
+		}
+	}
 	s.in.reset(f)
+	found := false
 	for _, e := range s.d.fields {
 		if e.needs != 0 && !s.in.Has(e.needs) {
 			continue
 		}
 		fd, ok := e.a.Analyze(&s.in)
-		if !ok || excluded(s.excl, f, fd.Rule, e.a.Name()) {
+		if !ok {
+			continue
+		}
+		found = true
+		if excluded(s.excl, f, fd.Rule, e.a.Name()) {
 			continue
 		}
 		s.res.add(fd, e.monitor, f)
 		if s.res.score >= s.d.threshold {
 			return false
 		}
+	}
+	if key != 0 && !found {
+		s.d.clean.add(key)
 	}
 	return true
 }
@@ -298,7 +395,21 @@ type exclusion struct {
 	path    string
 	methods []string
 	fields  []string
-	rules   map[string]bool
+	rules   []string // canonical ids; nil means every rule
+}
+
+// silences reports whether x names the rule or its analyzer an, or is a
+// prefix of the rule's id ("protocol" for "protocol_range").
+func (x *exclusion) silences(rule, an string) bool {
+	if x.rules == nil {
+		return true
+	}
+	for _, r := range x.rules {
+		if r == rule || r == an || len(rule) > len(r) && rule[len(r)] == '_' && rule[:len(r)] == r {
+			return true
+		}
+	}
+	return false
 }
 
 func compileExclusion(x Exclusion) (exclusion, error) {
@@ -309,11 +420,8 @@ func compileExclusion(x Exclusion) (exclusion, error) {
 	for _, m := range x.Methods {
 		ex.methods = append(ex.methods, strings.ToUpper(m))
 	}
-	if len(x.Rules) > 0 {
-		ex.rules = map[string]bool{}
-		for _, r := range x.Rules {
-			ex.rules[r] = true
-		}
+	for _, r := range x.Rules {
+		ex.rules = append(ex.rules, canonicalID(r))
 	}
 	if x.Path == "" && len(x.Methods) == 0 && len(x.Fields) == 0 && len(x.Rules) == 0 {
 		return ex, errors.New("an exclusion must name a path, methods, fields or rules")
@@ -346,11 +454,12 @@ func containsString(l []string, s string) bool {
 	return false
 }
 
-// excluded reports whether a finding of rule (from analyser an) in field f
+// excluded reports whether a finding of rule (from analyzer an) in field f
 // (nil for request-level findings) is silenced.
 func excluded(excl []exclusion, f *detections.Field, rule, an string) bool {
-	for _, x := range excl {
-		if x.rules != nil && !x.rules[rule] && !x.rules[an] {
+	for i := range excl {
+		x := &excl[i]
+		if !x.silences(rule, an) {
 			continue
 		}
 		if len(x.fields) == 0 {
@@ -382,7 +491,59 @@ func fieldMatches(p string, f *detections.Field) bool {
 	return name == p
 }
 
+// VisitLimit scores an inspection limit the walk reached: a protocol_limit
+// finding located "limit:<name>" (limit:max_fields, limit:max_depth,
+// limit:max_parts, limit:max_value_bytes), so the gateway's events and
+// metrics can tell the limits apart by the verdict's Location. The walk
+// stops at max_fields and max_parts, whatever the mode: what lies beyond
+// is exactly what the limit is there not to read.
+func (s *scratch) VisitLimit(l detections.WalkLimit) bool {
+	if s.d.limitMode == detections.ModeOff {
+		return true
+	}
+	fd := Finding{Rule: RuleProtocolLimit, Score: ScoreCritical}
+	if !excluded(s.excl, nil, fd.Rule, RuleProtocolLimit) {
+		s.res.addAt(fd, s.d.limitMode == detections.ModeMonitor, nil, limitLocations[l])
+	}
+	return s.res.score < s.d.threshold
+}
+
+// limitLocations are the verdict locations of the limits, built once so
+// that reporting one allocates nothing.
+var limitLocations = func() map[detections.WalkLimit]string {
+	m := map[detections.WalkLimit]string{}
+	for _, l := range []detections.WalkLimit{detections.WalkLimitFields, detections.WalkLimitDepth, detections.WalkLimitParts, detections.WalkLimitValue} {
+		m[l] = "limit:" + l.String()
+	}
+	return m
+}()
+
+// canonicalID turns a configured analyzer name or rule id into its
+// snake_case form: earlier versions spelled them in kebab case, and renamed
+// ids map to their successors.
+func canonicalID(s string) string {
+	s = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(s)), "-", "_")
+	if n, ok := renamedIDs[s]; ok {
+		return n
+	}
+	return s
+}
+
+// renamedIDs maps rule ids that changed beyond their spelling to the ids
+// that replace them.
+var renamedIDs = map[string]string{
+	"protocol_restricted_file": RuleSensitiveFile,
+}
+
+// requestOnly is implemented by analyzers that only look at the request as
+// a whole: the detection never calls their Analyze.
+type requestOnly interface {
+	RequestAnalyzer
+	requestOnly()
+}
+
 var (
 	_ detections.Detection    = (*Detection)(nil)
 	_ detections.FieldVisitor = (*scratch)(nil)
+	_ detections.LimitVisitor = (*scratch)(nil)
 )

@@ -7,63 +7,63 @@ import (
 	"strings"
 
 	"github.com/rampartgw/rampart/detections"
-	"github.com/rampartgw/rampart/detections/normalize"
 )
 
-// Rule ids of the protocol analyser: requests that no browser or HTTP
+// Rule ids of the protocol analyzer: requests that no browser or HTTP
 // library sends, shaped to make the gateway and the upstream disagree on
 // what the request says.
 const (
 	// RuleProtocolMethod is a method outside GET, HEAD, POST, PUT, PATCH,
 	// DELETE and OPTIONS (TRACE, CONNECT, WebDAV, invented or malformed
 	// methods).
-	RuleProtocolMethod = "protocol-method"
+	RuleProtocolMethod = "protocol_method"
 	// RuleProtocolContentType is a Content-Type that does not parse as
 	// "type/subtype; name=value", carries a boundary on a type that is not
 	// multipart, or declares its charset twice.
-	RuleProtocolContentType = "protocol-content-type"
+	RuleProtocolContentType = "protocol_content_type"
 	// RuleProtocolCharset is a body (or Accept) charset in which ASCII
 	// does not mean ASCII (UTF-7, UTF-16/32, EBCDIC) or that no library
 	// knows; legacy multibyte charsets are a weak signal.
-	RuleProtocolCharset = "protocol-charset"
+	RuleProtocolCharset = "protocol_charset"
 	// RuleProtocolMultipart is a multipart body built to be parsed two
 	// ways: quotes, semicolons, equals signs or backslashes inside part
 	// names and file names, a Content-Transfer-Encoding, a part or
 	// _charset_ declaring a forbidden charset.
-	RuleProtocolMultipart = "protocol-multipart"
+	RuleProtocolMultipart = "protocol_multipart"
 	// RuleProtocolRange is a Range header with inverted or excessive
 	// ranges (the "Apache Killer" denial of service), or the obsolete
 	// Request-Range header.
-	RuleProtocolRange = "protocol-range"
+	RuleProtocolRange = "protocol_range"
 	// RuleProtocolHeader is a request header that only attacks send:
 	// Proxy (httpoxy), X-Middleware-Subrequest, WebDAV If and Lock-Token,
 	// Content-Range or Content-Encoding without a body, an oversized
 	// Accept-Encoding, an empty User-Agent or Accept (weak).
-	RuleProtocolHeader = "protocol-header"
+	RuleProtocolHeader = "protocol_header"
 	// RuleProtocolBody is a GET or HEAD request with a body: a cache
 	// poisoning and smuggling vector.
-	RuleProtocolBody = "protocol-body"
+	RuleProtocolBody = "protocol_body"
 	// RuleProtocolCookie is an RFC 2109 "$Version" cookie attribute, which
 	// makes cookie parsers disagree on quoted values.
-	RuleProtocolCookie = "protocol-cookie"
-	// RuleProtocolEncoding is an URL-encoded value that decodes to a NUL
-	// byte, to bytes that cannot start UTF-8 (overlong C0/C1 forms, F5-FF),
-	// to fullwidth forms through %uFFxx, or that spells ASCII letters with
-	// \u or \x escapes.
-	RuleProtocolEncoding = "protocol-encoding"
-	// RuleProtocolFile is a path that asks for a backup, dump, key or
-	// editor swap file (".bak", ".sql", ".pem", "index.php~").
-	RuleProtocolFile = "protocol-restricted-file"
+	RuleProtocolCookie = "protocol_cookie"
+	// RuleProtocolLimit is an inspection limit reached (too many fields,
+	// JSON nested too deep, too many multipart parts, a value too long):
+	// what lies beyond the limit is not inspected, so reaching it is a
+	// finding of its own. The verdict's Location names the limit
+	// ("limit:max_fields"). It is configured as analyzers.protocol_limit.
+	RuleProtocolLimit = "protocol_limit"
 )
 
-// protocolAnalyzer checks the request as a whole (RequestAnalyzer) and,
-// per field, the encodings of URL-encoded values.
-type protocolAnalyzer struct{}
+// protocolAnalyzer checks the request as a whole: its method, framing
+// headers, charsets and multipart structure. The encodings of single
+// values are the protocol_encoding analyzer's (encoding.go).
+type protocolAnalyzer struct {
+	maxParts int // multipart parts whose headers are checked
+}
 
 func (protocolAnalyzer) Name() string { return "protocol" }
 
 // AnalyzeRequest returns the strongest request-level finding.
-func (protocolAnalyzer) AnalyzeRequest(r *detections.Request) (Finding, bool) {
+func (a protocolAnalyzer) AnalyzeRequest(r *detections.Request) (Finding, bool) {
 	var best Finding
 	keep := func(f Finding, ok bool) {
 		if ok && f.Score > best.Score {
@@ -90,7 +90,7 @@ func (protocolAnalyzer) AnalyzeRequest(r *detections.Request) (Finding, bool) {
 		return best, true
 	}
 	if mt, params := r.MediaType(); strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && len(r.Body) > 0 {
-		keep(checkMultipart(r.Body, params["boundary"]))
+		keep(checkMultipart(r.Body, params["boundary"], a.maxParts))
 	}
 	return best, best.Score > 0
 }
@@ -410,14 +410,12 @@ func indexFoldString(s, sub string) int {
 	return -1
 }
 
-// maxMultipartParts bounds the parts whose headers are checked.
-const maxMultipartParts = 256
-
 // checkMultipart reads the raw part headers, before a MIME library
-// interprets their quoting.
-func checkMultipart(body []byte, boundary string) (Finding, bool) {
+// interprets their quoting, up to maxParts parts: the field walk reports a
+// body with more as a protocol_limit finding.
+func checkMultipart(body []byte, boundary string, maxParts int) (Finding, bool) {
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for n := 0; n < maxMultipartParts; n++ {
+	for n := 0; n < maxParts; n++ {
 		p, err := mr.NextRawPart()
 		if err != nil {
 			return Finding{}, false
@@ -435,8 +433,10 @@ func checkMultipart(body []byte, boundary string) (Finding, bool) {
 				if j := strings.IndexAny(v, "; \t"); j >= 0 {
 					v = v[:j]
 				}
-				if f, ok := checkCharset(v); ok {
-					return Finding{Rule: RuleProtocolMultipart, Score: f.Score}, true
+				if _, ok := checkCharset(v); ok {
+					// Browsers never label a part's charset; a legacy
+					// multibyte one there hides ASCII from the parser.
+					return Finding{Rule: RuleProtocolMultipart, Score: ScoreCritical}, true
 				}
 			}
 		}
@@ -497,159 +497,10 @@ func htmlEntityEnd(s string) bool {
 	return i > 0 && i < len(s) && s[i-1] == '&'
 }
 
-// Analyze checks how URL-encoded values decode.
-func (protocolAnalyzer) Analyze(in *Input) (Finding, bool) {
-	f := in.Field
-	switch f.Kind {
-	case detections.FieldPath:
-		if fd, ok := restrictedFile(in); ok {
-			return fd, ok
-		}
-	case detections.FieldQuery, detections.FieldForm, detections.FieldCookie, detections.FieldHeader:
-	default:
-		return Finding{}, false
-	}
-	v := f.Value
-	if strings.IndexByte(v, '%') < 0 && strings.IndexByte(v, '\\') < 0 || in.Binary() {
-		return Finding{}, false
-	}
-	if f.Kind != detections.FieldHeader && f.Kind != detections.FieldCookie {
-		if overlongEscape(v) {
-			return Finding{Rule: RuleProtocolEncoding, Score: ScoreCritical}, true
-		}
-		if fullwidthEscape(v) {
-			return Finding{Rule: RuleProtocolEncoding, Score: ScoreCritical}, true
-		}
-		if (f.Kind == detections.FieldQuery || f.Kind == detections.FieldForm) && escapedLetter(v) {
-			return Finding{Rule: RuleProtocolEncoding, Score: ScoreCritical}, true
-		}
-	}
-	// NUL truncates strings in C and splits keywords for filters.
-	if bytes.IndexByte(in.Decoded(), 0) >= 0 {
-		return Finding{Rule: RuleProtocolEncoding, Score: ScoreCritical}, true
-	}
-	return Finding{}, false
-}
+// Analyze is never called: the protocol analyzer reads the request as a
+// whole (see requestOnly).
+func (protocolAnalyzer) Analyze(*Input) (Finding, bool) { return Finding{}, false }
 
-// overlongEscape reports a percent-encoded overlong lead (C0, C1) or an
-// overlong three- or four-byte form (E0 80-9F, F0 80-8F). Other bytes that
-// are not UTF-8 (Latin-1 "%FC" for "ü") are how old sites encode text.
-func overlongEscape(v string) bool {
-	for i := 0; i+2 < len(v); i++ {
-		if v[i] != '%' {
-			continue
-		}
-		h, ok1 := normalize.Unhex(v[i+1])
-		l, ok2 := normalize.Unhex(v[i+2])
-		if !ok1 || !ok2 {
-			continue
-		}
-		b := h<<4 | l
-		switch {
-		case b == 0xc0 || b == 0xc1:
-			return true
-		case (b == 0xe0 || b == 0xf0) && i+5 < len(v) && v[i+3] == '%':
-			h2, ok3 := normalize.Unhex(v[i+4])
-			if ok3 && h2 == 8 || b == 0xe0 && ok3 && h2 == 9 {
-				return true
-			}
-		}
-	}
-	return false
-}
+func (protocolAnalyzer) requestOnly() {}
 
-// fullwidthEscape reports %uFFxx: fullwidth and halfwidth forms, which
-// NFKC folds back to ASCII and IIS decodes as ASCII.
-func fullwidthEscape(v string) bool {
-	for i := 0; i+5 < len(v); i++ {
-		if v[i] == '%' && (v[i+1] == 'u' || v[i+1] == 'U') && (v[i+2]|0x20 == 'f') && (v[i+3]|0x20 == 'f') {
-			return true
-		}
-	}
-	return false
-}
-
-// escapedLetter reports \uXXXX or \xXX escapes of ASCII letters in the
-// URL-decoded value (the shared Decode has undone them already, so the
-// percent escapes are undone here, within a small bound): JSON
-// serialisers escape markup characters, never letters.
-func escapedLetter(raw string) bool {
-	check := func(s []byte) bool {
-		for i := 0; i+3 < len(s); i++ {
-			if s[i] != '\\' {
-				continue
-			}
-			var hexs []byte
-			switch s[i+1] {
-			case 'u', 'U':
-				if i+5 >= len(s) || s[i+2] != '0' || s[i+3] != '0' {
-					continue
-				}
-				hexs = s[i+4 : i+6]
-			case 'x', 'X':
-				hexs = s[i+2 : i+4]
-			default:
-				continue
-			}
-			h, ok1 := normalize.Unhex(hexs[0])
-			l, ok2 := normalize.Unhex(hexs[1])
-			if ok1 && ok2 && isLetter(h<<4|l) {
-				return true
-			}
-		}
-		return false
-	}
-	var buf [512]byte
-	out := buf[:0]
-	for i := 0; i < len(raw) && len(out) < len(buf); i++ {
-		c := raw[i]
-		if c == '%' && i+2 < len(raw) {
-			if h, ok := normalize.Unhex(raw[i+1]); ok {
-				if l, ok := normalize.Unhex(raw[i+2]); ok {
-					out = append(out, h<<4|l)
-					i += 2
-					continue
-				}
-			}
-		}
-		out = append(out, c)
-	}
-	return check(out)
-}
-
-// restrictedExtensions are files a web path has no business serving:
-// backups, dumps, databases, keys, swap files.
-var restrictedExtensions = []string{
-	".bak", ".backup", ".old", ".orig", ".save", ".swp", ".swo", ".sql", ".sqlite", ".sqlite3",
-	".db", ".mdb", ".rdb", ".dump", ".pem", ".key", ".p12", ".pfx", ".jks", ".kdbx", ".env",
-	".htpasswd", ".htaccess", ".ds_store", ".git", ".svn",
-}
-
-// restrictedFile checks the last segment of the decoded path.
-func restrictedFile(in *Input) (Finding, bool) {
-	p := in.Decoded()
-	if i := bytes.LastIndexByte(p, '/'); i >= 0 {
-		p = p[i+1:]
-	}
-	if len(p) < 2 {
-		return Finding{}, false
-	}
-	if p[len(p)-1] == '~' && bytes.IndexByte(p, '.') > 0 {
-		return Finding{Rule: RuleProtocolFile, Score: ScoreCritical}, true
-	}
-	for _, ext := range restrictedExtensions {
-		if len(p) > len(ext) && equalLower(p[len(p)-len(ext):], ext) || equalLower(p, ext) {
-			return Finding{Rule: RuleProtocolFile, Score: ScoreCritical}, true
-		}
-	}
-	// A path segment inside a VCS directory: "/.git/config".
-	if d := in.Decoded(); bytes.Contains(d, []byte("/.git/")) || bytes.Contains(d, []byte("/.svn/")) {
-		return Finding{Rule: RuleProtocolFile, Score: ScoreCritical}, true
-	}
-	return Finding{}, false
-}
-
-var (
-	_ Analyzer        = protocolAnalyzer{}
-	_ RequestAnalyzer = protocolAnalyzer{}
-)
+var _ requestOnly = protocolAnalyzer{}

@@ -6,13 +6,13 @@ import "strings"
 // prototype: "__proto__", or "constructor" followed by "prototype", in
 // JSON keys, bracket or dotted parameter names ("__proto__[admin]=1",
 // "constructor.prototype.isAdmin").
-const RuleProtoPollution = "proto-pollution"
+const RuleProtoPollution = "proto_pollution"
 
 // protoPollutionAnalyzer reads keys only: the dangerous names are
 // harmless as values.
 type protoPollutionAnalyzer struct{}
 
-func (protoPollutionAnalyzer) Name() string { return "proto-pollution" }
+func (protoPollutionAnalyzer) Name() string { return RuleProtoPollution }
 
 func (protoPollutionAnalyzer) Analyze(in *Input) (Finding, bool) {
 	// JavaScript property names are case-sensitive: "__PROTO__" is an

@@ -1,10 +1,12 @@
 package payload
 
 import (
+	"bytes"
+
 	"github.com/corazawaf/libinjection-go"
 )
 
-// Rule ids of the SQL injection analyser.
+// Rule ids of the SQL injection analyzer.
 const (
 	// RuleSQLi is libinjection's verdict: the value tokenises to a
 	// fingerprint of a known injection.
@@ -12,15 +14,15 @@ const (
 	// RuleSQLiFingerprint is libinjection's verdict on a value with no SQL
 	// word or comment of its own (random tokens, packed analytics
 	// expressions): a weak signal.
-	RuleSQLiFingerprint = "sqli-fingerprint"
+	RuleSQLiFingerprint = "sqli_fingerprint"
 	// RuleSQLiFunction is a weak signal: a call of a function used almost
 	// only by injections (sleep, benchmark, extractvalue, ...).
-	RuleSQLiFunction = "sqli-function"
+	RuleSQLiFunction = "sqli_function"
 	// RuleSQLiGrammar is an injection recognised by its parts when
 	// libinjection's fingerprints miss it: a string breakout, a boolean
 	// clause, a statement skeleton, a stacked query, a trailing comment.
 	// Critical when several parts come together, a weak signal otherwise.
-	RuleSQLiGrammar = "sqli-grammar"
+	RuleSQLiGrammar = "sqli_grammar"
 )
 
 // sqliAnalyzer runs libinjection's SQL tokenizer on values that could be
@@ -69,6 +71,11 @@ func (sqliAnalyzer) Analyze(in *Input) (Finding, bool) {
 		if sqlConfirmed(f) || sqlConfirmed(in.SQL()) {
 			return Finding{Rule: RuleSQLi, Score: ScoreCritical}, true
 		}
+		// Unconfirmed: the grammar may still see an injection by its
+		// parts ("1' order by 3--").
+		if fd, ok := sqlGrammar(in.SQL(), f); ok && fd.Score >= ScoreCritical {
+			return fd, ok
+		}
 		return in.weak(Finding{Rule: RuleSQLiFingerprint, Score: ScoreWarning})
 	}
 	fd, ok := sqlGrammar(in.SQL(), f)
@@ -108,7 +115,8 @@ func sqlConfirmed(f []byte) bool {
 		switch sqlWords[str(w)] {
 		case sqlKeyword, sqlSchema:
 			switch str(w) {
-			case "as", "into", "offset", "order", "group", "from", "case", "limit":
+			case "as", "into", "offset", "order", "group", "from", "case", "limit", "by", "all", "distinct", "null",
+				"create", "table", "backup", "identified":
 				// Prose words, too: not evidence on their own.
 			default:
 				return true
@@ -170,6 +178,9 @@ var sqlWords = map[string]sqlClass{
 	"waitfor": sqlKeyword, "shutdown": sqlKeyword, "alter": sqlKeyword, "grant": sqlKeyword,
 	"into": sqlKeyword, "where": sqlKeyword, "limit": sqlKeyword, "offset": sqlKeyword,
 	"order": sqlKeyword, "group": sqlKeyword, "as": sqlKeyword, "from": sqlKeyword, "case": sqlKeyword,
+	"by": sqlKeyword, "all": sqlKeyword, "distinct": sqlKeyword, "null": sqlKeyword, "create": sqlKeyword,
+	"table": sqlKeyword, "backup": sqlKeyword, "identified": sqlKeyword, "session_user": sqlFunction,
+	"pg_group": sqlSchema, "pg_roles": sqlSchema, "pg_tables": sqlSchema,
 	"or": sqlOperator, "and": sqlOperator, "xor": sqlOperator, "not": sqlOperator, "like": sqlOperator,
 	"rlike": sqlOperator, "regexp": sqlOperator, "div": sqlOperator, "is": sqlOperator, "in": sqlOperator,
 	"sleep": sqlFunction, "benchmark": sqlFunction, "pg_sleep": sqlFunction, "extractvalue": sqlFunction,
@@ -262,6 +273,13 @@ func sqlCandidate(f []byte) bool {
 				if k > j && k < len(f) && (isDigit(f[k]) || f[k] == '(' || f[k] == '\'' || f[k] == '"' || f[k] == '@') {
 					return true
 				}
+				// "or x=x", "and true": a comparison or a truth value.
+				if k > j && (hasPrefix(f[k:], "true") || hasPrefix(f[k:], "false")) && !isWordByte(peek(f, k+4+boolToInt(f[k] == 'f'))) {
+					return true
+				}
+				if ok, _ := comparisonAt(f, j); ok && k > j && bytes.IndexByte(f[k:min(len(f), k+16)], '=') > 0 {
+					return true
+				}
 			}
 			i = j - 1
 		}
@@ -326,307 +344,9 @@ func sqlContext(f []byte, i, j int) bool {
 	return false
 }
 
-// sqlGrammar scores what libinjection cleared by the parts of an injected
-// SQL fragment it finds in the comment-free form s: a quote that breaks out
-// of a string literal, a boolean clause with a comparison ("or 1=1"), a
-// statement skeleton ("union select", "select ... from"), a stacked query
-// ("; drop"), calls of injection-only functions, catalogue names, server
-// variables and a trailing comment. One part alone stays below the
-// threshold ("select your plan", "sleep(5)"); several together are an
-// injection.
-func sqlGrammar(s, folded []byte) (Finding, bool) {
-	score := 0
-	var prev []byte
-	clause, literal, skeleton, fn, catalog, stacked := false, false, false, false, false, false
-	sawSelect := false
-	calls := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ';':
-			j := skipSpace(s, i+1)
-			if w := wordAt(s, j); len(w) > 0 && sqlWords[str(w)] == sqlKeyword {
-				stacked = true
-			}
-			continue
-		case c == '@' && i+1 < len(s) && s[i+1] == '@' && i+2 < len(s) && isLetter(s[i+2]):
-			catalog = true
-			continue
-		case c == '|' && i+1 < len(s) && s[i+1] == '|', c == '&' && i+1 < len(s) && s[i+1] == '&':
-			if ok, lit := comparisonAt(s, i+2); ok {
-				clause, literal = true, literal || lit
-			}
-			i++
-			continue
-		}
-		if !(isLetter(c) || c == '_') || (i > 0 && isWordByte(s[i-1])) {
-			continue
-		}
-		j := i
-		for j < len(s) && isWordByte(s[j]) {
-			j++
-		}
-		w := s[i:j]
-		// schema.function( as in dbms_pipe.receive_message(.
-		call := false
-		if k := skipSpace(s, j); k < len(s) && s[k] == '(' {
-			call = true
-		} else if j < len(s) && s[j] == '.' {
-			e := j + 1
-			for e < len(s) && isWordByte(s[e]) {
-				e++
-			}
-			call = e > j+1 && e < len(s) && s[e] == '('
-		}
-		switch sqlWords[str(w)] {
-		case sqlFunction:
-			if call {
-				calls++
-				if injectionFunction(w) {
-					fn = true
-				}
-			}
-		case sqlSchema:
-			if !equalLower(w, "mysql") || (j < len(s) && s[j] == '.') {
-				catalog = true
-			}
-		case sqlOperator:
-			if equalLower(w, "or") || equalLower(w, "and") || equalLower(w, "xor") {
-				if ok, lit := comparisonAt(s, j); ok {
-					clause, literal = true, literal || lit
-				}
-			}
-		case sqlKeyword:
-			switch {
-			case equalLower(w, "select"):
-				sawSelect = true
-				if prev != nil && (equalLower(prev, "union") || equalLower(prev, "all") || equalLower(prev, "distinct")) {
-					skeleton = true
-					score += 2
-				}
-				// "select @@version", "select count(": a select list
-				// that is SQL, not prose ("select * from the menu" is
-				// both).
-				if k := skipSpace(s, j); k < len(s) && (s[k] == '@' || s[k] == '(' || isLetter(s[k]) && peek(s, k+len(wordAt(s, k))) == '(') {
-					score += 2
-				}
-			case equalLower(w, "from"):
-				if sawSelect {
-					skeleton = true
-				}
-			case equalLower(w, "having") || equalLower(w, "where"):
-				if ok, lit := comparisonAt(s, j); ok {
-					clause, literal = true, literal || lit
-				}
-			case equalLower(w, "waitfor"):
-				k := skipSpace(s, j)
-				if hasPrefix(s[k:], "delay") || hasPrefix(s[k:], "time") {
-					fn = true
-					if k = skipSpace(s, k+len(wordAt(s, k))); k < len(s) && (s[k] == '\'' || s[k] == '"') {
-						score += 2
-					}
-				}
-			}
-		}
-		prev = w
-		i = j - 1
-	}
-	if fn {
-		score += 3
-	}
-	if skeleton {
-		score += 3
-	}
-	if catalog {
-		score += 3
-	}
-	if clause {
-		score += 2
-		if literal {
-			score++
-		}
-	}
-	if stacked {
-		score += 2
-	}
-	if calls >= 3 {
-		score += 2
-	}
-	if score > 0 {
-		if sqlBreakout(folded) {
-			score += 2
-		}
-		if trailingComment(folded) {
-			score++
-		}
-	}
-	switch {
-	case score >= ScoreCritical:
-		return Finding{Rule: RuleSQLiGrammar, Score: ScoreCritical}, true
-	case score >= ScoreWarning && fn && !skeleton && !clause:
-		return Finding{Rule: RuleSQLiFunction, Score: ScoreWarning}, true
-	case score >= ScoreWarning:
-		return Finding{Rule: RuleSQLiGrammar, Score: ScoreWarning}, true
-	}
-	return Finding{}, false
-}
-
-func peek(s []byte, i int) byte {
-	if i < len(s) {
-		return s[i]
+func boolToInt(b bool) int {
+	if b {
+		return 1
 	}
 	return 0
-}
-
-// comparisonAt reports "operand op operand" starting at i (numbers,
-// words, quoted strings or calls compared with =, <>, !=, <, >, <=, >= or
-// like), or a bare true operand ("or 1", "or true", "or 'x'") before a
-// comment or the end; lit is set when both sides are literals, as in the
-// tautologies of blind injection ("1=1", "'a'='a'").
-func comparisonAt(s []byte, i int) (ok, lit bool) {
-	i = skipSpace(s, i)
-	for i < len(s) && s[i] == '(' {
-		i = skipSpace(s, i+1)
-	}
-	j := operandEnd(s, i)
-	if j == i {
-		return false, false
-	}
-	k := skipSpace(s, j)
-	switch {
-	case k < len(s) && (s[k] == '=' || s[k] == '<' || s[k] == '>'):
-		k++
-		if k < len(s) && (s[k] == '=' || s[k] == '>') {
-			k++
-		}
-	case k+1 < len(s) && s[k] == '!' && s[k+1] == '=':
-		k += 2
-	case hasPrefix(s[k:], "like ") || hasPrefix(s[k:], "rlike ") || hasPrefix(s[k:], "regexp "):
-		k += len(wordAt(s, k))
-	case hasPrefix(s[k:], "between ") || hasPrefix(s[k:], "is ") || hasPrefix(s[k:], "in("):
-		return true, false
-	default:
-		bare := isDigit(s[i]) || s[i] == '\'' || s[i] == '"' || equalLower(s[i:j], "true")
-		end := k == len(s) || s[k] == '-' || s[k] == '#' || s[k] == ')' || s[k] == ';' || s[k] == '/'
-		return bare && j-i < 8 && end, bare
-	}
-	k = skipSpace(s, k)
-	e := operandEnd(s, k)
-	if e == k {
-		return false, false
-	}
-	return true, isLiteral(s[i:j]) && isLiteral(s[k:e])
-}
-
-func isLiteral(o []byte) bool {
-	if len(o) == 0 {
-		return false
-	}
-	switch c := o[0]; {
-	case isDigit(c), c == '\'', c == '"':
-		return true
-	}
-	// Two one-letter words compared ("x=y") are as good as literals.
-	return len(o) <= 2 && isLetter(o[0])
-}
-
-// operandEnd returns the end of the operand at i: a number, a word, a
-// quoted string, a @variable or a function call.
-func operandEnd(s []byte, i int) int {
-	if i >= len(s) {
-		return i
-	}
-	switch c := s[i]; {
-	case c == '\'' || c == '"' || c == '`':
-		for j := i + 1; j < len(s); j++ {
-			if s[j] == c {
-				return j + 1
-			}
-		}
-		return len(s)
-	case isWordByte(c) || c == '@':
-		j := i
-		for j < len(s) && (isWordByte(s[j]) || s[j] == '@' || s[j] == '.') {
-			j++
-		}
-		if j < len(s) && s[j] == '(' {
-			depth := 0
-			for ; j < len(s); j++ {
-				if s[j] == '(' {
-					depth++
-				} else if s[j] == ')' {
-					depth--
-					if depth == 0 {
-						return j + 1
-					}
-				}
-			}
-		}
-		return j
-	}
-	return i
-}
-
-// sqlBreakout reports a value that starts by closing a string or a
-// parenthesis and continues with SQL: "' or", "1') and", "\")) union".
-func sqlBreakout(f []byte) bool {
-	// A value that starts inside an expression: "or 1=1", "having 1=0",
-	// "as x where", ",cast(".
-	if k := skipSpace(f, 0); k < len(f) {
-		if f[k] == ',' {
-			return true
-		}
-		if w := wordAt(f, k); len(w) > 0 {
-			switch str(w) {
-			case "or", "and", "xor", "having", "where", "as", "union", "order", "group", "limit", "procedure", "into":
-				return true
-			}
-		}
-	}
-	i := 0
-	for i < len(f) && (isWordByte(f[i]) || f[i] == '-' || f[i] == '.') && i < 32 {
-		i++
-	}
-	if i >= len(f) || (f[i] != '\'' && f[i] != '"' && f[i] != '`' && f[i] != ')') {
-		return false
-	}
-	for i < len(f) && (f[i] == '\'' || f[i] == '"' || f[i] == '`' || f[i] == ')' || f[i] == ' ') {
-		i++
-	}
-	if i >= len(f) {
-		return false
-	}
-	if f[i] == ';' || f[i] == '#' || f[i] == '|' || f[i] == '&' || hasPrefix(f[i:], "--") || hasPrefix(f[i:], "/*") {
-		return true
-	}
-	w := wordAt(f, i)
-	return len(w) > 0 && sqlWords[str(w)] != 0
-}
-
-// trailingComment reports a value that ends in an SQL comment opener.
-func trailingComment(f []byte) bool {
-	n := len(f)
-	for n > 0 && f[n-1] == ' ' {
-		n--
-	}
-	f = f[:n]
-	if n == 0 {
-		return false
-	}
-	if f[n-1] == '#' {
-		return true
-	}
-	i := index(f, "--")
-	return i >= 0 && (i+2 == n || f[i+2] == ' ' || f[i+2] == '-') || hasPrefix(f[max(0, n-2):], "/*")
-}
-
-// injectionFunction reports functions whose call is itself a strong hint:
-// timing, error-based extraction and file access.
-func injectionFunction(w []byte) bool {
-	switch str(w) {
-	case "sleep", "benchmark", "pg_sleep", "extractvalue", "updatexml", "load_file", "name_const",
-		"randomblob", "xp_cmdshell", "utl_inaddr", "dbms_pipe", "dbms_lock", "make_set", "group_concat":
-		return true
-	}
-	return false
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/rampartgw/rampart/detections"
 )
 
-// Rule ids of the server-side request forgery analyser.
+// Rule ids of the server-side request forgery analyzer.
 const (
 	// RuleSSRF is an URL-valued parameter or body whose host is internal:
 	// loopback, link-local, unspecified, private or carrier-grade NAT
@@ -18,11 +18,11 @@ const (
 	RuleSSRF = "ssrf"
 	// RuleSSRFMetadata is an URL pointing to a cloud metadata service
 	// (169.254.169.254, fd00:ec2::254, metadata.google.internal, ...).
-	RuleSSRFMetadata = "ssrf-metadata"
+	RuleSSRFMetadata = "ssrf_metadata"
 	// RuleSSRFScheme is an URL with a scheme that turns a fetch into
 	// something else (gopher://, dict://, file://, jar:, php://, a Unix
 	// socket behind a proxy "unix:...|http://").
-	RuleSSRFScheme = "ssrf-scheme"
+	RuleSSRFScheme = "ssrf_scheme"
 )
 
 // ssrfAnalyzer parses values that are URLs (an URL is the whole value, as

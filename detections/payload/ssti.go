@@ -19,13 +19,19 @@ type sstiAnalyzer struct{}
 
 func (sstiAnalyzer) Name() string { return "ssti" }
 
-func (sstiAnalyzer) needs() uint64 { return clsBrace | clsBracket | clsPercent | clsHash }
+func (sstiAnalyzer) needs() uint64 { return clsBrace | clsBracket | clsPercent | clsHash | clsAt }
 
 // templateOpeners and their closers.
 var templateDelims = []struct{ open, close string }{
 	{"{{", "}}"}, {"${", "}"}, {"#{", "}"}, {"*{", "}"}, {"@{", "}"}, {"<%=", "%>"}, {"<%", "%>"},
-	{"{%", "%}"}, {"[[", "]]"}, {"{#", "#}"}, {"<#", ">"}, {"[#", "]"}, {"{", "}"},
+	{"{%", "%}"}, {"[[", "]]"}, {"{#", "#}"}, {"<#", ">"}, {"[#", "]"}, {"{$", "}"}, {"@(", ")"}, {"{", "}"},
 }
+
+// templateGlobals are the objects template engines hand to every template
+// (Jinja2's self, request and config, Twig's _self and app): an expression
+// that is one of them alone dumps the engine's internals.
+var templateGlobals = set("self", "_self", "request", "config", "app", "settings", "smarty", "this", "dump()",
+	"app.request", "request.environ", "config.items()", "self.__dict__", "g")
 
 // sstiExploit are fragments of template exploits: object-model walks,
 // reflection, and the functions they end in.
@@ -39,10 +45,12 @@ var sstiExploit = []string{
 	"objectconstructor", "new(", "?new(", "execute(", "exec(", "eval(", "system(", "passthru(",
 	"_self.env", "registerundefinedfiltercallback", "getfilter(", "{php}", "smarty.", "$smarty",
 	"#set(", "#foreach", "velocitycontext", ".getmethod(", ".invoke(", "setaccessible",
+	"|attr(", "|filter(", "|map(", "|join", "|e}", "dump(", "app.request", "iteritems(", "touppercase()",
+	"|reduce(", "|sort(", "registerundefined",
 }
 
 func (sstiAnalyzer) Analyze(in *Input) (Finding, bool) {
-	if !in.Has(clsBrace | clsBracket | clsPercent | clsHash) {
+	if !in.Has(clsBrace|clsBracket|clsPercent|clsHash) && in.Classes()&(clsAt|clsParen) != clsAt|clsParen {
 		return Finding{}, false
 	}
 	if !templateOpener(in.Decoded()) {
@@ -72,12 +80,25 @@ func (sstiAnalyzer) Analyze(in *Input) (Finding, bool) {
 			end := index(body, dl.close)
 			if end < 0 {
 				end = min(len(body), 256)
+				// No closer: the openers that follow inside this window
+				// see the same text; skip half of it, as log4shellScan
+				// does, so unclosed openers cost linear time.
+				off += end / 2
 			}
 			if end == 0 {
 				continue
 			}
 			body = body[:end]
 			if !bare && literalArithmetic(body) {
+				return Finding{Rule: RuleSSTI, Score: ScoreCritical}, true
+			}
+			if dl.open == "@(" {
+				continue // Razor: arithmetic only; "@(" is prose otherwise
+			}
+			if !bare && templateGlobals[str(bytes.TrimSpace(body))] {
+				return Finding{Rule: RuleSSTI, Score: ScoreCritical}, true
+			}
+			if (dl.open == "{%" || dl.open == "{{") && templateLoop(body) {
 				return Finding{Rule: RuleSSTI, Score: ScoreCritical}, true
 			}
 			for _, x := range sstiExploit {
@@ -99,6 +120,8 @@ func templateOpener(d []byte) bool {
 		switch {
 		case n == '{' && (c == '{' || c == '$' || c == '#' || c == '*' || c == '@'):
 			return true
+		case c == '{' && n == '$', c == '@' && n == '(':
+			return true
 		case c == '<' && (n == '%' || n == '#'):
 			return true
 		case c == '{' && (n == '%' || n == '#'):
@@ -110,6 +133,17 @@ func templateOpener(d []byte) bool {
 		}
 	}
 	return false
+}
+
+// templateLoop reports a template loop over the engine's objects: "for
+// key, value in config.iteritems()", "for c in [1,2,3]".
+func templateLoop(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	if !hasPrefix(b, "for ") {
+		return false
+	}
+	i := index(b, " in ")
+	return i > 4 && i+4 < len(b)
 }
 
 // exploitStrong are the fragments that count even in bare braces.

@@ -2,6 +2,7 @@ package payload_test
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -14,14 +15,17 @@ import (
 	"github.com/rampartgw/rampart/detections/payload"
 )
 
-// TestTestdata runs the cases in testdata/<analyser>/*.txt against the
+// TestTestdata runs the cases in testdata/<analyzer>/*.txt against the
 // default configuration. A file holds cases separated by a line of
 // "==========". A case is an HTTP request: the request line ("GET /x?q=1"),
 // header lines, a blank line and the body (lines joined with CRLF for
 // multipart bodies, LF otherwise; no trailing newline); then a line of
-// "----------" and the expected verdict: "allow", or "block <rule>" with an
-// optional location ("block sqli query:q"). Lines starting with "#" before
-// the request line are comments.
+// "----------" and the expected verdict: "allow", "block" (any rule), or
+// "block <rule>" with an optional location ("block sqli query:q"). Lines
+// starting with "#" before the request line are comments; the last one
+// names the case. A comment "#! exclude path=/cms/ fields=json:doc
+// rules=cmdi" runs the case with that exclusion added to the defaults
+// (fields and rules are comma-separated; each key is optional).
 func TestTestdata(t *testing.T) {
 	files, err := filepath.Glob("testdata/*/*.txt")
 	if err != nil {
@@ -30,13 +34,26 @@ func TestTestdata(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no testdata")
 	}
-	d, err := payload.New(payload.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
+	dets := map[string]*payload.Detection{}
+	detection := func(t *testing.T, excl []payload.Exclusion) *payload.Detection {
+		t.Helper()
+		key := fmt.Sprint(excl)
+		if d, ok := dets[key]; ok {
+			return d
+		}
+		cfg := payload.DefaultConfig()
+		cfg.Exclusions = excl
+		d, err := payload.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dets[key] = d
+		return d
 	}
 	for _, file := range files {
 		cases := readCases(t, file)
 		for _, tc := range cases {
+			d := detection(t, tc.exclusions)
 			t.Run(strings.TrimSuffix(strings.TrimPrefix(file, "testdata/"), ".txt")+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				v, err := d.Inspect(t.Context(), tc.req)
@@ -50,14 +67,14 @@ func TestTestdata(t *testing.T) {
 					}
 				default:
 					f := strings.Fields(tc.want)
-					if len(f) < 2 || f[0] != "block" {
+					if len(f) < 1 || f[0] != "block" {
 						t.Fatalf("%s:%d: bad verdict %q", file, tc.line, tc.want)
 					}
 					if v.Action != detections.ActionBlock {
 						t.Errorf("%s:%d: allowed (score %d), want %s", file, tc.line, v.Score, tc.want)
 						return
 					}
-					if v.Rule != f[1] {
+					if len(f) > 1 && v.Rule != f[1] {
 						t.Errorf("%s:%d: blocked by %s at %s, want %s", file, tc.line, v.Rule, v.Location, f[1])
 					}
 					if len(f) > 2 && v.Location != f[2] {
@@ -70,10 +87,11 @@ func TestTestdata(t *testing.T) {
 }
 
 type dataCase struct {
-	name string
-	line int
-	req  *detections.Request
-	want string
+	name       string
+	line       int
+	req        *detections.Request
+	want       string
+	exclusions []payload.Exclusion
 }
 
 func readCases(t *testing.T, file string) []dataCase {
@@ -116,10 +134,14 @@ func readCases(t *testing.T, file string) []dataCase {
 
 func parseCase(t *testing.T, file string, start int, lines []string) dataCase {
 	t.Helper()
-	// Leading comments and blank lines.
+	// Leading comments, directives and blank lines.
 	name := ""
+	var excl []payload.Exclusion
 	for len(lines) > 0 && (strings.HasPrefix(lines[0], "#") || strings.TrimSpace(lines[0]) == "") {
-		if strings.HasPrefix(lines[0], "#") {
+		switch {
+		case strings.HasPrefix(lines[0], "#! exclude"):
+			excl = append(excl, parseExclusion(t, file, start, strings.TrimPrefix(lines[0], "#! exclude")))
+		case strings.HasPrefix(lines[0], "#"):
 			name = strings.TrimSpace(strings.TrimPrefix(lines[0], "#"))
 		}
 		lines, start = lines[1:], start+1
@@ -171,5 +193,31 @@ func parseCase(t *testing.T, file string, start int, lines []string) dataCase {
 			name = name[:60]
 		}
 	}
-	return dataCase{name: name, line: start, req: r, want: want}
+	return dataCase{name: name, line: start, req: r, want: want, exclusions: excl}
+}
+
+// parseExclusion reads "path=/cms/ methods=POST fields=json:a,json:b
+// rules=cmdi,xss".
+func parseExclusion(t *testing.T, file string, line int, s string) payload.Exclusion {
+	t.Helper()
+	var x payload.Exclusion
+	for _, kv := range strings.Fields(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			t.Fatalf("%s:%d: bad exclusion %q", file, line, kv)
+		}
+		switch k {
+		case "path":
+			x.Path = v
+		case "methods":
+			x.Methods = strings.Split(v, ",")
+		case "fields":
+			x.Fields = strings.Split(v, ",")
+		case "rules":
+			x.Rules = strings.Split(v, ",")
+		default:
+			t.Fatalf("%s:%d: unknown exclusion key %q", file, line, k)
+		}
+	}
+	return x
 }

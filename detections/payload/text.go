@@ -5,7 +5,7 @@ import (
 	"unsafe"
 )
 
-// Small byte helpers shared by the analysers. They work on the normalised
+// Small byte helpers shared by the analyzers. They work on the normalised
 // forms Input hands out, never allocate, and treat their input as ASCII
 // (multi-byte UTF-8 sequences are never word bytes).
 

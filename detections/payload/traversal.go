@@ -1,8 +1,12 @@
 package payload
 
-import "bytes"
+import (
+	"bytes"
 
-// Rule ids of the path traversal and file inclusion analyser.
+	"github.com/rampartgw/rampart/detections"
+)
+
+// Rule ids of the path traversal and file inclusion analyzer.
 const (
 	// RuleTraversal is a path that climbs out of its directory: "../"
 	// segments in any spelling (URL-encoded once or more, %u, overlong
@@ -13,7 +17,7 @@ const (
 	// configuration, private keys (/etc/passwd, win.ini,
 	// /proc/self/environ), or a server configuration or log file reached
 	// by climbing directories.
-	RuleTraversalFile = "traversal-sensitive-file"
+	RuleTraversalFile = "traversal_sensitive_file"
 )
 
 // traversalAnalyzer reads every value as a path after the shared
@@ -38,7 +42,7 @@ func (traversalAnalyzer) Analyze(in *Input) (Finding, bool) {
 	// Nothing encoded, no backslash, no exotic byte: the folded form is
 	// the canonical path already, and computing another copy is waste.
 	var p []byte
-	if in.Has(clsBackslash|clsPercent|clsControl|clsHigh) || bytes.Contains(d, []byte("0x")) || bytes.Contains(d, []byte("0X")) {
+	if in.Has(clsBackslash|clsPercent|clsControl|clsHigh) || in.Has(clsX) && (bytes.Contains(d, []byte("0x")) || bytes.Contains(d, []byte("0X"))) || in.Has(clsDot) && strippedEscape(d) {
 		p = in.Path()
 	} else {
 		p = in.Folded()
@@ -54,6 +58,20 @@ func (traversalAnalyzer) Analyze(in *Input) (Finding, bool) {
 	case climbs == 1:
 		score = ScoreWarning
 	}
+	if climbs > 0 && score < ScoreCritical {
+		switch {
+		case onlyClimbs(p):
+			// "../../", "/..%c0%af": climbing and nothing else, a probe
+			// for how the server decodes.
+			score = ScoreCritical
+		case climbs > plainClimbs(in):
+			// A climb the application reads only after decoding more
+			// than its own layer does ("..%252f" in a query, "%2e%2e/"
+			// in JSON, "..%c0%af", "..2f"): spelled to slip past a
+			// filter.
+			score = min(ScoreCritical, score+2)
+		}
+	}
 	switch {
 	case tier == tierSystem:
 		return Finding{Rule: RuleTraversalFile, Score: ScoreCritical}, true
@@ -65,6 +83,85 @@ func (traversalAnalyzer) Analyze(in *Input) (Finding, bool) {
 		return in.weak(Finding{Rule: RuleTraversal, Score: score})
 	}
 	return Finding{}, false
+}
+
+// strippedEscape reports ".." followed by "2f" or "5c": an escaped
+// separator whose '%' was stripped ("..2fetc2fpasswd"), which Path reads as
+// a separator.
+func strippedEscape(d []byte) bool {
+	for off := 0; ; {
+		i := bytes.Index(d[off:], []byte(".."))
+		if i < 0 {
+			return false
+		}
+		i += off
+		off = i + 2
+		if i+3 < len(d) && (d[i+2] == '2' && d[i+3]|0x20 == 'f' || d[i+2] == '5' && d[i+3]|0x20 == 'c') {
+			return true
+		}
+	}
+}
+
+// onlyClimbs reports a canonical path made of climbs and separators only.
+func onlyClimbs(p []byte) bool {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '/')
+		seg := p
+		if i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			p = nil
+		}
+		if len(seg) > 0 && !isClimb(seg) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainClimbs counts the climbs of the value as the application itself
+// sees it: URL-decoded once when it comes from an URL (the path, the
+// query, the Referer), a form or a cookie (which scripts write with
+// encodeURIComponent), as received otherwise, with '/' and '\' as the separators. Longer values
+// than a climb probe count as plain.
+func plainClimbs(in *Input) int {
+	v := in.Field.Value
+	if len(v) > 1024 {
+		return 1 << 20
+	}
+	urlish := in.Field.URLEncoded || in.Field.Kind == detections.FieldCookie ||
+		in.Field.Kind == detections.FieldHeader && in.Field.Name == "Referer"
+	var buf [1024]byte
+	n := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if urlish && c == '%' && i+2 < len(v) {
+			h, ok1 := unhex(v[i+1])
+			l, ok2 := unhex(v[i+2])
+			if ok1 && ok2 {
+				c = h<<4 | l
+				i += 2
+			}
+		} else if in.Field.Plus && c == '+' {
+			c = ' '
+		}
+		if c == '\\' {
+			c = '/'
+		}
+		buf[n] = c
+		n++
+	}
+	return countClimbs(buf[:n])
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c|0x20 && c|0x20 <= 'f':
+		return c | 0x20 - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // pathCandidate is the cheap filter: something that reads as a separator
@@ -196,6 +293,9 @@ var sensitiveTargets = []struct {
 	{"autoexec.bat", tierSystem}, {"windows/system32/", tierSystem}, {"windows/repair/", tierSystem},
 	{"winnt/", tierSystem}, {"system32/drivers/etc/", tierSystem}, {"system32/config/", tierSystem},
 	{"windows/win.ini", tierSystem}, {"windows/debug/", tierSystem}, {"windows/panther/", tierSystem},
+	{"sysprep.inf", tierSystem}, {"sysprep.xml", tierSystem}, {"sysprep/", tierSystem}, {"unattend.xml", tierSystem},
+	{"unattend.txt", tierSystem}, {"unattended.xml", tierSystem}, {"unattended.txt", tierSystem},
+	{"ntuser.dat", tierSystem}, {"ntuser.ini", tierSystem}, {"minint/", tierSystem}, {"sam", tierServer},
 	{"inetpub/", tierServer}, {"program files/", tierServer},
 	// Server and framework configuration, logs, web roots.
 	{"php.ini", tierServer}, {"php5.ini", tierServer}, {"httpd.conf", tierServer},

@@ -21,7 +21,7 @@ func isXMLField(in *Input) bool {
 // of the XML document s, still entity-encoded, skipping the markup itself:
 // in an XML document the tags are the application's structure, and only
 // the data inside them can carry an injection. Processing instructions,
-// comments and the DOCTYPE are skipped (the xxe analyser reads those). It
+// comments and the DOCTYPE are skipped (the xxe analyzer reads those). It
 // stops when fn returns false and after maxXMLChunks chunks.
 func xmlChunks(s string, fn func(string) bool) {
 	n := 0

@@ -6,7 +6,7 @@ import (
 	"github.com/corazawaf/libinjection-go"
 )
 
-// Rule ids of the cross-site scripting analyser.
+// Rule ids of the cross-site scripting analyzer.
 const (
 	// RuleXSS is libinjection's verdict: markup that runs script (a
 	// dangerous tag, an event-handler attribute, a script URL in an
@@ -14,13 +14,20 @@ const (
 	RuleXSS = "xss"
 	// RuleXSSMarkup is libinjection's verdict without a construct that runs
 	// script on its own (styled HTML, random blobs): a weak signal.
-	RuleXSSMarkup = "xss-markup"
+	RuleXSSMarkup = "xss_markup"
 	// RuleXSSScheme is a javascript: or vbscript: URL that calls something
 	// ("javascript:alert(1)"), as a value of its own.
-	RuleXSSScheme = "xss-scheme"
+	RuleXSSScheme = "xss_scheme"
 	// RuleXSSScript is script that breaks out of a JavaScript string or
-	// expression to call a sink ("';alert(1)//").
-	RuleXSSScript = "xss-script"
+	// expression to call a sink ("';alert(1)//"), calls one as a statement
+	// or a callback ("}alert(1);{", "[1].find(alert)"), or reaches it
+	// through a computed member of the global object
+	// ("top['al'+'ert'](1)").
+	RuleXSSScript = "xss_script"
+	// RuleXSSProbe is a value that is nothing but an escaped '<' or '>'
+	// ("&#x3C;", "\u003c", "%3C" sent encoded twice): a probe for which
+	// decoding the application applies before it reflects a value.
+	RuleXSSProbe = "xss_probe"
 )
 
 // xssAnalyzer asks libinjection's HTML5 tokenizer whether the folded value
@@ -64,26 +71,35 @@ func (xssAnalyzer) Analyze(in *Input) (Finding, bool) {
 func xssCheck(in *Input) (Finding, bool) {
 	f := in.Folded()
 	if len(f) < 3 {
+		if xssProbe(in) {
+			return Finding{Rule: RuleXSSProbe, Score: ScoreCritical}, true
+		}
 		return Finding{}, false
 	}
-	if tagStart(f) || attrCandidate(f) {
+	// Each check needs a character of its own; on the folded form's
+	// classes the ones that cannot match cost nothing.
+	fc := in.foldedClasses()
+	if fc&clsLT != 0 && tagStart(f) || fc&clsEq != 0 && attrCandidate(f) {
 		if libinjection.IsXSS(str(f)) {
 			if xssConfirmed(f) {
 				return Finding{Rule: RuleXSS, Score: ScoreCritical}, true
 			}
+			if fd, ok := xssEvasions(in, f); ok {
+				return fd, ok
+			}
 			return in.weak(Finding{Rule: RuleXSSMarkup, Score: ScoreWarning})
 		}
 	}
-	if markupRunsScript(f) {
+	if fc&(clsLT|clsEq) != 0 && markupRunsScript(f) {
 		return Finding{Rule: RuleXSS, Score: ScoreCritical}, true
 	}
-	if scriptURL(f) {
+	if fc&clsColon != 0 && scriptURL(f) {
 		return Finding{Rule: RuleXSSScheme, Score: ScoreCritical}, true
 	}
-	if jsBreakout(f) {
+	if fc&(clsParen|clsQuote) != 0 && jsBreakout(f) {
 		return Finding{Rule: RuleXSSScript, Score: ScoreCritical}, true
 	}
-	return Finding{}, false
+	return xssEvasions(in, f)
 }
 
 // tagStart reports a '<' that opens markup: followed by a letter, '/',
@@ -210,7 +226,7 @@ var jsSinks = []string{"alert", "prompt", "confirm", "eval", "settimeout", "seti
 // "\";confirm`1`", or a value that is itself a sink call of a call
 // ("eval(atob(...))"). A quote followed by prose never matches.
 func jsBreakout(f []byte) bool {
-	if sinkCallAt(f, 0) {
+	if len(f) > 0 && sinkStart[f[0]] && sinkCallAt(f, 0) {
 		if i := bytes.IndexByte(f, '('); i > 0 && i+1 < len(f) && (isLetter(f[i+1]) || f[i+1] == '\'' || f[i+1] == '"' || f[i+1] == '`' || isDigit(f[i+1])) {
 			return true
 		}
@@ -237,12 +253,24 @@ func jsBreakout(f []byte) bool {
 		if ops == 0 || j >= len(f) {
 			continue
 		}
-		if sinkCallAt(f, j) {
+		if sinkStart[f[j]] && sinkCallAt(f, j) {
 			return true
 		}
 	}
 	return false
 }
+
+// sinkStart marks the first bytes of the sinks and of the prefixes
+// sinkCallAt accepts before them.
+var sinkStart = func() (t [256]bool) {
+	for _, s := range jsSinks {
+		t[s[0]] = true
+	}
+	for _, p := range []string{"window.", "top.", "self.", "parent.", "this."} {
+		t[p[0]] = true
+	}
+	return t
+}()
 
 // sinkCallAt reports whether a sink name followed by '(' or '`' starts at i
 // (window. and top. prefixes and bracket access allowed).
@@ -258,6 +286,9 @@ func sinkCallAt(f []byte, i int) bool {
 			continue
 		}
 		j := skipSpace(f, i+len(s))
+		if j+2 < len(f) && f[j] == '?' && f[j+1] == '.' {
+			j += 2 // optional chaining: "confirm?.(1)"
+		}
 		if j < len(f) && (f[j] == '(' || f[j] == '`') {
 			return true
 		}
@@ -266,6 +297,21 @@ func sinkCallAt(f []byte, i int) bool {
 		}
 	}
 	return false
+}
+
+// nestedScriptTag reports a tag name that becomes "script" once a filter
+// strips one "script" from it ("<scrscriptipt>").
+func nestedScriptTag(f []byte) bool {
+	e := 0
+	for e < len(f) && e < 24 && isLetter(f[e]) {
+		e++
+	}
+	name := f[:e]
+	i := index(name, "script")
+	if i <= 0 || len(name) != 12 {
+		return false
+	}
+	return string(name[:i])+string(name[i+6:]) == "script"
 }
 
 // markupRunsScript reports markup that runs script whatever libinjection's
@@ -286,6 +332,9 @@ func markupRunsScript(f []byte) bool {
 			if j < len(f) && isLetter(f[j]) {
 				tag = true
 				if hasPrefix(f[j:], "script") && (j+6 == len(f) || f[j+6] == ' ' || f[j+6] == '>' || f[j+6] == '/') {
+					return true
+				}
+				if nestedScriptTag(f[j:]) {
 					return true
 				}
 			}

@@ -79,11 +79,13 @@ func dangerousTagAt(f []byte, i int) bool {
 }
 
 // eventHandlerAt reports "on<letters>=" at i, as an attribute: preceded by
-// a space, slash, quote or tag end, and not inside a longer word.
+// a space, slash, quote, bracket or tag end, not inside a longer word, and
+// followed by '=' after blanks or slashes ("onerror/=", which browsers
+// read as "onerror=").
 func eventHandlerAt(f []byte, i int) bool {
 	if i > 0 {
 		switch f[i-1] {
-		case ' ', '/', '"', '\'', '`', '\t', '\n', ';', '+':
+		case ' ', '/', '"', '\'', '`', '\t', '\n', ';', '+', ']':
 		default:
 			return false
 		}
@@ -95,7 +97,9 @@ func eventHandlerAt(f []byte, i int) bool {
 	if j-i < 5 {
 		return false
 	}
-	j = skipSpace(f, j)
+	for j < len(f) && (isSpace(f[j]) || f[j] == '/') {
+		j++
+	}
 	return j < len(f) && f[j] == '='
 }
 
