@@ -44,7 +44,7 @@ func BenchmarkGateway(b *testing.B) {
 		run(b, st)
 	})
 	b.Run("redis", func(b *testing.B) {
-		srv := storetest.Real(b)
+		srv := storetest.RealOwned(b)
 		st := storetest.NewOn(b, srv.Addr)
 		rdb := srv.Client()
 		before := storetest.CommandStats(b, rdb)["evalsha"]

@@ -55,10 +55,11 @@ func (c *ttlCache[V]) get(key string, now time.Time) (V, time.Time, bool) {
 	return e.v, time.Unix(0, e.until), true
 }
 
-// set stores v until the given time.
-func (c *ttlCache[V]) set(key string, v V, until time.Time) {
+// set stores v until the given time; now decides which entries have
+// expired when the shard is full.
+func (c *ttlCache[V]) set(key string, v V, until, nowT time.Time) {
 	s := c.shard(key)
-	now := time.Now().UnixNano()
+	now := nowT.UnixNano()
 	s.mu.Lock()
 	if _, ok := s.m[key]; !ok && len(s.m) >= c.perShard {
 		evicted := false
@@ -125,6 +126,20 @@ func (c *ttlCache[V]) clear() {
 		s.mu.Lock()
 		clear(s.m)
 		s.mu.Unlock()
+	}
+}
+
+// each calls fn for every live entry (snapshots; not on the request path).
+func (c *ttlCache[V]) each(now time.Time, fn func(key string, v V, until time.Time)) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		for k, e := range s.m {
+			if now.UnixNano() < e.until {
+				fn(k, e.v, time.Unix(0, e.until))
+			}
+		}
+		s.mu.RUnlock()
 	}
 }
 

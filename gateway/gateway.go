@@ -1,27 +1,26 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
-	"net/url"
 	"os"
-	"runtime/debug"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/record"
 )
 
 // Store is what the gateway needs from the shared store. *store.Redis and
@@ -31,17 +30,28 @@ type Store interface {
 	// not, the shared state q asks for.
 	Check(ctx context.Context, client string, q *detections.StateQuery) (detections.Check, error)
 	// Ban puts a client on the blocklist and tells every replica.
-	Ban(ctx context.Context, req detections.BanRequest) (detections.Ban, error)
-	// SubscribeBans delivers ban and unban notifications until ctx ends.
-	SubscribeBans(ctx context.Context, fn func(detections.BanEvent))
+	Ban(ctx context.Context, req record.BanRequest) (record.Ban, error)
+	// Unban lifts a ban and tells every replica; it reports whether one
+	// existed. With forget it also drops the ban history (escalation).
+	Unban(ctx context.Context, client string, forget bool) (bool, error)
+	// BanCIDR and UnbanCIDR manage the operators' range bans.
+	BanCIDR(ctx context.Context, prefix netip.Prefix, dur time.Duration, reason, replica string) (record.Ban, error)
+	UnbanCIDR(ctx context.Context, prefix netip.Prefix) (bool, error)
+	// ListCIDRBans returns the active range bans.
+	ListCIDRBans(ctx context.Context) ([]record.Ban, error)
+	// BanIndex returns up to limit active bans (client and expiry).
+	BanIndex(ctx context.Context, limit int) ([]record.Ban, error)
+	// SubscribeBans delivers ban and unban notifications until ctx ends,
+	// starting with a Reset after every (re)subscription.
+	SubscribeBans(ctx context.Context, fn func(record.BanEvent))
 	// Ping checks connectivity.
 	Ping(ctx context.Context) error
 	// Healthy reports whether the store is usable now (circuit closed).
 	Healthy() bool
 	// Shared reports whether state is shared between replicas.
 	Shared() bool
-	// ListCIDRBans returns the operators' range bans.
-	ListCIDRBans(ctx context.Context) ([]detections.Ban, error)
+	// FailingFor reports how long calls have been failing (0 while healthy).
+	FailingFor(now time.Time) time.Duration
 }
 
 // Policy is the part of the configuration that a reload swaps atomically:
@@ -49,10 +59,51 @@ type Store interface {
 // started with.
 type Policy struct {
 	Chain *detections.Chain
-	// Exempt clients are never blocked by any detection nor the blocklist.
-	Exempt func(netip.Addr) bool
-	// Protected clients (exempt and allow-listed) are never banned.
-	Protected func(netip.Addr) bool
+	// Exempt clients skip the blocklist and every detection, and are never
+	// banned.
+	Exempt *detections.IPSet
+	// AllowListed, when set, reports clients that are never banned (the ip
+	// detection's allow list).
+	AllowListed func(netip.Addr) bool
+	// BanKeys are identities (besides the IP) whose bans every request is
+	// checked against (bans.identity_keys); identities that key a limit
+	// are checked anyway.
+	BanKeys []detections.KeySpec
+	// Routes are matched in order; the first match wins (see RouteConfig).
+	Routes []Route
+	// Upstream, when set, replaces the configured top-level upstream (a
+	// reload changes it); a zero one means routes only.
+	Upstream *UpstreamConfig
+	// Shadow, when set, is a candidate policy judged on a copy of every
+	// request after it is answered (see Shadow).
+	Shadow *Shadow
+
+	// routes and fallback are Routes compiled, and the top-level upstream
+	// (nil when unset), set by SetPolicy.
+	routes   []*route
+	fallback *route
+}
+
+func (p *Policy) exempt(ip netip.Addr) bool { return p.Exempt.Contains(ip) }
+
+// runners is the background work of every chain of the policy.
+func (p *Policy) runners() []detections.Runner {
+	rs := p.Chain.Runners()
+	for _, rt := range p.Routes {
+		if rt.Chain != nil {
+			rs = append(rs, rt.Chain.Runners()...)
+		}
+	}
+	if p.Shadow != nil {
+		rs = append(rs, p.Shadow.pol.runners()...)
+		rs = append(rs, p.Shadow)
+	}
+	return rs
+}
+
+// neverBan reports clients that must never be added to the blocklist.
+func (p *Policy) neverBan(ip netip.Addr) bool {
+	return p.exempt(ip) || (p.AllowListed != nil && p.AllowListed(ip))
 }
 
 // Options are the gateway's collaborators.
@@ -61,47 +112,50 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *Metrics
 	Events  EventSink
+	// Clock, when set, replaces time.Now on the request path (replays run
+	// recorded traffic on a simulated clock).
+	Clock func() time.Time
+	// Transport, when set, replaces the upstream transport (in-process
+	// replays answer without a network).
+	Transport http.RoundTripper
 }
 
 // Gateway is the inline security gateway: an Echo server whose one handler
-// runs the request flow and proxies to the upstream.
+// runs each request as a transaction (see exchange) and proxies to the
+// upstream.
 type Gateway struct {
-	cfg      Config
-	echo     *echo.Echo
-	proxy    *httputil.ReverseProxy
-	upstream *url.URL
-	ips      *clientIPResolver
-	store    Store
-	policy   atomic.Pointer[Policy]
-	bans     *ttlCache[banEntry]
-	refusals *ttlCache[refusalEntry]
-	log      *slog.Logger
-	metrics  *Metrics
-	rec      *recorder
-	// cidrs is the local copy of range bans; cidrChanged wakes the syncer.
-	cidrs       atomic.Pointer[cidrSet]
-	cidrChanged chan struct{}
-}
-
-// banEntry is a locally cached ban.
-type banEntry struct {
-	until     time.Time
-	reason    string
-	detection string
-}
-
-// refusalEntry caches the store's answer for a client known to be refused
-// until a time (over a rate limit): its requests are refused from the cache
-// without a round trip. GCRA refuses every request until RetryAfter whatever
-// other replicas do, so this never refuses what the store would admit.
-type refusalEntry struct {
-	state detections.ClientState
+	cfg  Config
+	echo *echo.Echo
+	// transport is the keep-alive transport to the upstreams (custom, when
+	// Options gave one, replaces it); pools are the routes' upstream pools.
+	transport *http.Transport
+	custom    http.RoundTripper
+	pools     *poolSet
+	proxyLog  *log.Logger
+	ips       *clientIPResolver
+	store     Store
+	policy    atomic.Pointer[Policy]
+	bl        *blocklist
+	log       *slog.Logger
+	metrics   *Metrics
+	rec       *recorder
+	now       func() time.Time
+	// fingerprints counts the TLS fingerprints the listener saw.
+	fingerprints *topK
+	// tlsForward is the canonical header that carries the JA4 upstream.
+	tlsForward string
+	// runMu guards the background work of the policy's detections: runCtx
+	// is Run's context (nil before Run), stopRunners cancels the current
+	// policy's.
+	runMu       sync.Mutex
+	runCtx      context.Context
+	stopRunners context.CancelFunc
 }
 
 // New builds the gateway: the reverse proxy and its one transport, the Echo
-// server with its timeouts, and the local caches.
+// server with its timeouts, and the blocklist.
 func New(cfg Config, pol *Policy, opts Options) (*Gateway, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.Bans.Validate()); err != nil {
 		return nil, err
 	}
 	if pol == nil || pol.Chain == nil {
@@ -116,26 +170,41 @@ func New(cfg Config, pol *Policy, opts Options) (*Gateway, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
 	if cfg.Replica == "" {
 		cfg.Replica, _ = os.Hostname()
 	}
 	trusted, _ := detections.ParseIPSet(cfg.TrustedProxies) // validated above
-	up, _ := url.Parse(cfg.Upstream)
 	g := &Gateway{
-		cfg:      cfg,
-		upstream: up,
-		ips:      newClientIPResolver(trusted, cfg.ClientIPHeader),
-		store:    opts.Store,
-		bans:     newTTLCache[banEntry](cfg.BanCacheSize),
-		refusals: newTTLCache[refusalEntry](cfg.BanCacheSize),
-		log:      opts.Logger.With(slog.String("component", "gateway")),
-		metrics:  opts.Metrics,
+		cfg:     cfg,
+		custom:  opts.Transport,
+		ips:     newClientIPResolver(trusted, cfg.ClientIPHeader),
+		store:   opts.Store,
+		log:     opts.Logger.With(slog.String("component", "gateway")),
+		metrics: opts.Metrics,
+		now:     opts.Clock,
 
-		cidrChanged: make(chan struct{}, 1),
+		fingerprints: newTopK(256),
+		tlsForward:   http.CanonicalHeaderKey(cfg.TLS.ForwardHeader),
 	}
-	g.rec = &recorder{log: g.log, m: g.metrics, sink: opts.Events, replica: cfg.Replica}
-	g.policy.Store(pol)
-	g.proxy = g.newProxy()
+	g.rec = &recorder{log: g.log, m: g.metrics, sink: opts.Events, replica: cfg.Replica, now: g.now}
+	g.bl = newBlocklist(opts.Store, cfg.Bans, cfg.Replica, g.now, g.rec, g.metrics, g.log)
+	if opts.Transport == nil {
+		g.transport = g.newTransport()
+	}
+	g.proxyLog = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
+	g.pools = newPoolSet(g)
+	if err := g.SetPolicy(pol); err != nil {
+		return nil, err
+	}
+	if err := g.metrics.Registry.Register(newStateCollector(g)); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+	}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -158,12 +227,13 @@ func New(cfg Config, pol *Policy, opts Options) (*Gateway, error) {
 	e.Server = &http.Server{
 		Addr:              cfg.Listen,
 		Handler:           e,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
+		ReadTimeout:       cfg.Timeouts.Read,
+		WriteTimeout:      cfg.Timeouts.Write,
+		IdleTimeout:       cfg.Timeouts.Idle,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnContext:       g.connContext,
 	}
 	g.echo = e
 	return g, nil
@@ -175,9 +245,72 @@ func (g *Gateway) Handler() http.Handler { return g.echo }
 // Server returns the configured *http.Server.
 func (g *Gateway) Server() *http.Server { return g.echo.Server }
 
-// SetPolicy swaps the chain and lists (config reload). Counters and bans
-// live in the store and local caches are kept, so nothing is lost.
-func (g *Gateway) SetPolicy(p *Policy) { g.policy.Store(p) }
+// SetPolicy swaps the chain, the routes and the lists (config reload).
+// Counters and bans live in the store and the local caches are kept, so
+// nothing is lost; an upstream pool whose route and settings did not
+// change is kept with its health state. On error the running policy
+// stays.
+func (g *Gateway) SetPolicy(p *Policy) error {
+	if p.Exempt == nil {
+		p.Exempt = &detections.IPSet{}
+	}
+	if err := ValidateRoutes(routeConfigs(p.Routes), g.topUpstream(p)); err != nil {
+		return err
+	}
+	g.runMu.Lock()
+	defer g.runMu.Unlock()
+	if err := g.compileRoutes(p); err != nil {
+		return err
+	}
+	if p.Shadow != nil {
+		p.Shadow.g = g
+	}
+	g.metrics.initChain(p.Chain)
+	for _, rt := range p.routes {
+		if rt.chain != nil {
+			g.metrics.initChain(rt.chain)
+		}
+	}
+	g.policy.Store(p)
+	g.pools.sweep()
+	if g.runCtx != nil {
+		g.startRunners(p)
+	}
+	return nil
+}
+
+// topUpstream is p's top-level upstream.
+func (g *Gateway) topUpstream(p *Policy) UpstreamConfig {
+	if p.Upstream != nil {
+		return *p.Upstream
+	}
+	return g.cfg.Upstream
+}
+
+func routeConfigs(rs []Route) []RouteConfig {
+	out := make([]RouteConfig, len(rs))
+	for i, r := range rs {
+		out[i] = r.RouteConfig
+	}
+	return out
+}
+
+// startRunners starts the background work of p's detections and stops
+// the previous policy's. runMu is held.
+func (g *Gateway) startRunners(p *Policy) {
+	if g.stopRunners != nil {
+		g.stopRunners()
+	}
+	ctx, cancel := context.WithCancel(g.runCtx)
+	g.stopRunners = cancel
+	for _, r := range p.runners() {
+		go func() {
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				g.log.LogAttrs(ctx, slog.LevelWarn, "detection_background_failed", slog.String("error", err.Error()))
+			}
+		}()
+	}
+}
 
 // Policy returns the active policy.
 func (g *Gateway) Policy() *Policy { return g.policy.Load() }
@@ -185,9 +318,22 @@ func (g *Gateway) Policy() *Policy { return g.policy.Load() }
 // Metrics returns the gateway's metrics.
 func (g *Gateway) Metrics() *Metrics { return g.metrics }
 
-// Serve accepts connections on l until Shutdown.
+// Replica returns this instance's name.
+func (g *Gateway) Replica() string { return g.cfg.Replica }
+
+// Upstream returns the top-level upstream's instances without
+// credentials ("" when there is none: routes only).
+func (g *Gateway) Upstream() string { return g.topUpstream(g.Policy()).Redacted() }
+
+// Store returns the store the gateway uses.
+func (g *Gateway) Store() Store { return g.store }
+
+// Serve accepts connections on l until Shutdown. Requests that net/http
+// refuses before any handler runs (a malformed request line, headers over
+// max_header_bytes) are answered in JSON and counted like every other
+// refusal (see conn.go).
 func (g *Gateway) Serve(l net.Listener) error {
-	err := g.echo.Server.Serve(l)
+	err := g.echo.Server.Serve(g.wrapListener(l))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -199,413 +345,110 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return g.echo.Server.Shutdown(ctx)
 }
 
-// Run keeps the local ban cache and range bans in sync with the store until
-// ctx ends.
+// Run keeps the blocklist in sync with the store and runs the detections'
+// background work until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		g.syncCIDRBans(ctx, 10*time.Second)
-	}()
-	g.store.SubscribeBans(ctx, g.onBanEvent)
-	<-done
-}
-
-func (g *Gateway) onBanEvent(ev detections.BanEvent) {
-	switch {
-	case ev.Reset:
-		// Notifications may have been missed: forget what we cannot trust.
-		g.bans.clear()
-		g.refusals.clear()
-		g.wakeCIDRSync()
-	case ev.CIDR:
-		g.wakeCIDRSync()
-	case ev.Unban:
-		g.bans.delete(ev.Client)
-		g.refusals.delete(ev.Client)
-		g.refusals.deletePrefix(ev.Client + "\x00")
-	case !ev.Until.IsZero():
-		g.cacheBan(ev.Client, banEntry{until: ev.Until})
+	g.runMu.Lock()
+	g.runCtx = ctx
+	g.startRunners(g.policy.Load())
+	g.pools.run(ctx)
+	g.runMu.Unlock()
+	g.bl.run(ctx)
+	g.runMu.Lock()
+	if g.stopRunners != nil {
+		g.stopRunners()
 	}
+	g.runCtx, g.stopRunners = nil, nil
+	g.runMu.Unlock()
 }
 
-func (g *Gateway) wakeCIDRSync() {
-	select {
-	case g.cidrChanged <- struct{}{}:
-	default:
-	}
+// Target is an operator's argument: one client (its key: an IPv4 address
+// or an IPv6 /64), a CIDR range, or an identity (a hashed subject).
+type Target struct {
+	Key      string
+	Prefix   netip.Prefix
+	Range    bool
+	Identity bool
 }
 
-// cacheBan caches a ban locally, at most BanCacheMaxStale ahead.
-func (g *Gateway) cacheBan(client string, b banEntry) {
-	until := b.until
-	if limit := time.Now().Add(g.cfg.BanCacheMaxStale); until.IsZero() || until.After(limit) {
-		until = limit
-	}
-	g.bans.set(client, b, until)
-}
-
-// exchange is the per-request state, pooled: the request view, the body
-// buffer, and what the proxy learns from the upstream.
-type exchange struct {
-	r       detections.Request
-	state   detections.ClientState
-	body    bytes.Buffer
-	reader  bodyReader
-	trusted bool // the peer is a trusted proxy
-	// cachedRefusal: the shared state came from the local refusal cache.
-	cachedRefusal bool
-	status        int // upstream status, 0 if none
-	header        http.Header
-	upErr         error
-	// hdr backs the forwarding-header values set in rewrite; the outbound
-	// header map is dropped before the exchange is reused.
-	hdr       [3][1]string
-	upLatency time.Duration
-}
-
-type bodyReader struct{ bytes.Reader }
-
-func (bodyReader) Close() error { return nil }
-
-var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
-
-type exchangeKey struct{}
-
-const maxPooledBody = 256 << 10
-
-func (ex *exchange) reset() {
-	ex.r.Reset()
-	ex.state = detections.ClientState{}
-	if ex.body.Cap() > maxPooledBody {
-		ex.body = bytes.Buffer{}
-	} else {
-		ex.body.Reset()
-	}
-	ex.reader.Reset(nil)
-	ex.trusted, ex.cachedRefusal, ex.status, ex.header, ex.upErr = false, false, 0, nil, nil
-	ex.upLatency = 0
-}
-
-// Canned answers. A block never says which detection fired.
-var (
-	bodyDenied     = []byte(`{"error":"Access Denied"}` + "\n")
-	statusBodies   = map[int][]byte{}
-	statusBodiesMu sync.RWMutex
-	headerJSON     = []string{"application/json"}
-	headerNoSniff  = []string{"nosniff"}
-	headerNoStore  = []string{"no-store"}
-)
-
-func errorBody(status int) []byte {
-	if status == http.StatusForbidden {
-		return bodyDenied
-	}
-	statusBodiesMu.RLock()
-	b, ok := statusBodies[status]
-	statusBodiesMu.RUnlock()
-	if ok {
-		return b
-	}
-	text := http.StatusText(status)
-	if text == "" {
-		text = "Error"
-	}
-	b = []byte(`{"error":` + strconv.Quote(text) + "}\n")
-	statusBodiesMu.Lock()
-	statusBodies[status] = b
-	statusBodiesMu.Unlock()
-	return b
-}
-
-// writeError writes a JSON error answer.
-func writeError(w http.ResponseWriter, status int) {
-	h := w.Header()
-	h["Content-Type"] = headerJSON
-	h["X-Content-Type-Options"] = headerNoSniff
-	h["Cache-Control"] = headerNoStore
-	w.WriteHeader(status)
-	_, _ = w.Write(errorBody(status))
-}
-
-// handle is the request flow (STYLE.md §1): client IP, blocklist, shared
-// state, request view, chain, proxy, observers.
-func (g *Gateway) handle(c echo.Context) (err error) {
-	req, w := c.Request(), c.Response()
-	start := time.Now()
-	ex := exchangePool.Get().(*exchange)
-	r := &ex.r
-	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p) // the proxy aborting a broken response: let net/http drop the connection
-			}
-			g.log.LogAttrs(req.Context(), slog.LevelError, "panic", slog.String("request_id", r.ID),
-				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			if !w.Committed {
-				writeError(w, http.StatusInternalServerError)
-			}
-			err = nil
+// ParseTarget turns an address, a CIDR or an identity into a Target. A
+// single address becomes its client key (IPv6: its prefix); a CIDR at
+// client-key granularity is a client; a wider or narrower one is a range.
+// An identity is written as its hashed subject ("id:" and 32 hex digits,
+// as bans list shows it) or as key and value ("jwt:sub=alice",
+// "header:X-Api-Key=k1"), which is hashed as the gateway hashes it.
+func (g *Gateway) ParseTarget(s string) (Target, error) {
+	s = strings.TrimSpace(s)
+	if hexID, ok := strings.CutPrefix(s, detections.SubjectPrefix); ok {
+		if len(hexID) != 32 || strings.Trim(hexID, "0123456789abcdef") != "" {
+			return Target{}, fmt.Errorf("identity %q: want id: and 32 hex digits", s)
 		}
-		ex.reset()
-		exchangePool.Put(ex)
-		g.metrics.requestDuration.Observe(time.Since(start).Seconds())
-	}()
-	pol := g.policy.Load()
-
-	// 1. Client IP, under the trust policy only.
-	ip, trusted := g.ips.resolve(req)
-	ex.trusted = trusted
-	r.ID = requestID(req)
-	w.Header()["X-Request-Id"] = []string{r.ID}
-	r.ClientIP, r.ClientKey = ip, detections.ClientKey(ip, g.cfg.IPv6Prefix)
-	r.Method, r.Host, r.Proto, r.Header, r.Received = req.Method, req.Host, req.Proto, req.Header, start
-	r.Path, r.RawPath, r.RawQuery = req.URL.Path, req.URL.EscapedPath(), req.URL.RawQuery
-	exempt := pol.Exempt != nil && pol.Exempt(ip)
-
-	if !exempt {
-		// 2. Blocklist: local cache first, then (below) the store, before
-		// the body is read.
-		if b, _, ok := g.bans.get(r.ClientKey, start); ok {
-			g.metrics.blocklistHits.WithLabelValues("local").Inc()
-			g.refuseBanned(c, r, b)
-			return nil
-		}
-		if e, ok := g.cidrs.Load().match(ip, start); ok {
-			g.metrics.blocklistHits.WithLabelValues("local").Inc()
-			g.refuseBanned(c, r, banEntry{until: e.until, reason: e.reason, detection: "admin"})
-			return nil
-		}
-		// No per-request timer: the store call is bounded by redis.timeout
-		// (microseconds while the circuit is open) and detections only
-		// compute on what was fetched.
-		ctx := req.Context()
-		if done := g.fetchState(ctx, c, ex, pol); done {
-			return nil
-		}
-		// 3. Request view: the body, bounded.
-		if done := g.readBody(c, ex); done {
-			return nil
-		}
-		// 4. The chain.
-		d := pol.Chain.Run(ctx, r, g.rec)
-		if d.Verdict.Action == detections.ActionBlock {
-			g.enforce(ctx, c, ex, pol, d)
-			return nil
-		}
-	} else if done := g.readBody(c, ex); done {
-		return nil
+		return Target{Key: s, Identity: true}, nil
 	}
-
-	// 5. Proxy.
-	g.metrics.reqProxied.Inc()
-	g.serveProxy(c, ex)
-	if g.log.Enabled(req.Context(), slog.LevelDebug) {
-		g.log.LogAttrs(req.Context(), slog.LevelDebug, "request_allowed", slog.String("request_id", r.ID),
-			slog.String("client", r.ClientKey), slog.String("method", r.Method), slog.String("route", route(r.Path)),
-			slog.Int("status", ex.status), slog.Duration("upstream", ex.upLatency), slog.Bool("exempt", exempt))
-	}
-
-	// 6. Observers: upstream responses only, once the proxy has written the
-	// response and before the handler returns, so the count (and a ban) is
-	// in Redis before this client's next request can be read on any replica.
-	// Statuses no observer wants cost nothing.
-	if !exempt && ex.status != 0 && ex.upErr == nil && pol.Chain.Observes(ex.status) {
-		g.observe(req.Context(), ex, pol)
-	}
-	return nil
-}
-
-// fetchState runs the one store round trip (blocklist + shared state). It
-// reports true when the request was answered (banned, or store down with a
-// fail-closed blocklist).
-func (g *Gateway) fetchState(ctx context.Context, c echo.Context, ex *exchange, pol *Policy) bool {
-	r := &ex.r
-	var q detections.StateQuery
-	pol.Chain.Query(r, &q)
-	refusalKey := ""
-	if !q.RateLimit.IsZero() {
-		refusalKey = r.ClientKey // the default bucket: no allocation
-		if q.RateKey != "" {
-			refusalKey = r.ClientKey + "\x00" + q.RateKey
+	if spec, value, ok := strings.Cut(s, "="); ok && strings.Contains(spec, ":") {
+		ks, err := detections.ParseKeySpec(strings.Split(spec, "+"))
+		if err != nil || ks.IsIP() {
+			return Target{}, fmt.Errorf("identity %q: want KEY=VALUE, e.g. jwt:sub=alice or header:X-Api-Key=k1", s)
 		}
-		if e, until, ok := g.refusals.get(refusalKey, r.Received); ok {
-			// Known over the limit: refuse from the cache, counting locally.
-			ex.state = e.state
-			ex.state.Rate.RetryAfter = until.Sub(r.Received)
-			ex.state.Refused++
-			g.refusals.update(refusalKey, r.Received, func(v *refusalEntry) { v.state.Refused++ })
-			r.State = &ex.state
-			ex.cachedRefusal = true
-			g.metrics.blocklistHits.WithLabelValues("local").Inc()
-			return false
+		subject, err := detections.IdentitySubject(ks, strings.Split(value, ",")...)
+		if err != nil {
+			return Target{}, fmt.Errorf("identity %q: %w (values separated by commas)", s, err)
 		}
+		return Target{Key: subject, Identity: true}, nil
 	}
-	t0 := time.Now()
-	check, err := g.store.Check(ctx, r.ClientKey, &q)
-	g.metrics.storeLatency.Observe(time.Since(t0).Seconds())
+	p, err := detections.ParseClientKey(s)
 	if err != nil {
-		g.metrics.storeErrors.WithLabelValues("check").Inc()
-		ex.state = detections.ClientState{Err: err}
-		r.State = &ex.state
-		if g.cfg.BlocklistOnStoreError == detections.StoreBlock {
-			g.log.LogAttrs(ctx, slog.LevelWarn, "store_unavailable", slog.String("request_id", r.ID),
-				slog.String("client", r.ClientKey), slog.String("error", err.Error()), slog.String("policy", "block"))
-			g.metrics.requests.WithLabelValues(resultUnavailable).Inc()
-			writeError(c.Response(), http.StatusServiceUnavailable)
-			return true
-		}
-		return false
+		return Target{}, fmt.Errorf("client %q is not an IP address, CIDR or identity (jwt:sub=VALUE)", s)
 	}
-	if b := check.Ban; b != nil {
-		g.metrics.blocklistHits.WithLabelValues("store").Inc()
-		be := banEntry{until: b.Until, reason: b.Reason, detection: b.Detection}
-		if b.TTL == 0 {
-			be.until = time.Time{}
-		}
-		g.cacheBan(r.ClientKey, be)
-		g.refuseBanned(c, r, be)
-		return true
+	bits := g.cfg.IPv6Prefix
+	if p.Addr().Is4() {
+		bits = 32
 	}
-	ex.state = check.State
-	r.State = &ex.state
-	// Refuse later requests from the cache only once counting refusals no
-	// longer matters: with ban_after set, each refusal up to the threshold
-	// goes to Redis, so the hammering count is exact across replicas (and
-	// the ban, from then on, is served from the ban cache).
-	if refusalKey != "" && ex.state.Rate.Allowed == 0 && ex.state.Rate.RetryAfter > 0 &&
-		(q.BanAfter == 0 || ex.state.Refused >= int64(q.BanAfter)) {
-		g.refusals.set(refusalKey, refusalEntry{state: ex.state}, r.Received.Add(ex.state.Rate.RetryAfter))
+	if p.Bits() == p.Addr().BitLen() || p.Bits() == bits {
+		return Target{Key: detections.ClientKey(p.Addr(), g.cfg.IPv6Prefix), Prefix: p}, nil
 	}
-	return false
+	return Target{Key: p.String(), Prefix: p, Range: true}, nil
 }
 
-// refuseBanned answers a banned client: 403 with Retry-After.
-func (g *Gateway) refuseBanned(c echo.Context, r *detections.Request, b banEntry) {
-	g.metrics.reqBanned.Inc()
-	w := c.Response()
-	left := time.Until(b.until)
-	if !b.until.IsZero() && left > 0 {
-		w.Header()["Retry-After"] = []string{strconv.Itoa(int((left + time.Second - 1) / time.Second))}
+// Ban bans a client or a range for dur (0: bans.default_duration), as an
+// operator: through the same steps as an automatic ban, replacing an
+// active ban of the client.
+func (g *Gateway) Ban(ctx context.Context, t Target, dur time.Duration, reason string) (record.Ban, error) {
+	if dur == 0 {
+		dur = g.cfg.Bans.DefaultDuration
 	}
-	if g.log.Enabled(c.Request().Context(), slog.LevelDebug) {
-		g.log.LogAttrs(c.Request().Context(), slog.LevelDebug, "banned_request", slog.String("request_id", r.ID),
-			slog.String("client", r.ClientKey), slog.String("method", r.Method), slog.String("route", route(r.Path)),
-			slog.String("detection", b.detection), slog.String("reason", b.reason))
+	if dur < 0 || dur > maxBan {
+		return record.Ban{}, fmt.Errorf("duration %v is not within (0, %v]", dur, maxBan)
 	}
-	writeError(w, http.StatusForbidden)
+	if t.Range {
+		return g.bl.banRange(ctx, t.Prefix, dur, reason)
+	}
+	var ip netip.Addr // an identity has no address to protect
+	if !t.Identity {
+		ip = t.Prefix.Addr()
+	}
+	return g.bl.ban(ctx, g.Policy(), record.BanRequest{Client: t.Key, Reason: reason, Detection: "admin", Duration: dur, Replace: true}, ip, nil)
 }
 
-// readBody buffers the body up to MaxBodyBytes and puts the same bytes back
-// for the proxy. It reports true when it answered the request itself.
-func (g *Gateway) readBody(c echo.Context, ex *exchange) bool {
-	req, w := c.Request(), c.Response()
-	if req.ContentLength > g.cfg.MaxBodyBytes {
-		g.refuseTooLarge(c, ex)
-		return true
+// Unban lifts a client's or a range's ban everywhere; it reports whether
+// one existed. With forget, the client's ban history goes too, so its next
+// automatic ban is not escalated.
+func (g *Gateway) Unban(ctx context.Context, t Target, by string, forget bool) (bool, error) {
+	if t.Range {
+		return g.bl.unbanRange(ctx, t.Prefix, by)
 	}
-	if req.Body == nil || req.Body == http.NoBody {
-		return false
-	}
-	_, err := ex.body.ReadFrom(io.LimitReader(req.Body, g.cfg.MaxBodyBytes+1))
-	if int64(ex.body.Len()) > g.cfg.MaxBodyBytes {
-		g.refuseTooLarge(c, ex)
-		return true
-	}
-	if err != nil {
-		status := http.StatusBadRequest
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			status = http.StatusRequestTimeout
-		}
-		g.metrics.requests.WithLabelValues(resultBadRequest).Inc()
-		g.log.LogAttrs(req.Context(), slog.LevelInfo, "request_body_unreadable", slog.String("request_id", ex.r.ID),
-			slog.String("client", ex.r.ClientKey), slog.Int("status", status), slog.String("error", err.Error()))
-		w.Header()["Connection"] = []string{"close"}
-		writeError(w, status)
-		return true
-	}
-	if ex.body.Len() > 0 {
-		ex.r.Body = ex.body.Bytes()
-	}
-	ex.reader.Reset(ex.r.Body)
-	req.Body = &ex.reader
-	req.ContentLength = int64(len(ex.r.Body))
-	req.TransferEncoding = nil
-	return false
+	return g.bl.unban(ctx, t.Key, by, forget)
 }
 
-func (g *Gateway) refuseTooLarge(c echo.Context, ex *exchange) {
-	g.metrics.requests.WithLabelValues(resultTooLarge).Inc()
-	g.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request_too_large", slog.String("request_id", ex.r.ID),
-		slog.String("client", ex.r.ClientKey), slog.String("method", ex.r.Method), slog.String("route", route(ex.r.Path)),
-		slog.Int64("content_length", c.Request().ContentLength), slog.Int64("max_body_bytes", g.cfg.MaxBodyBytes))
-	// The rest of the body is not read: close the connection after answering.
-	c.Response().Header()["Connection"] = []string{"close"}
-	writeError(c.Response(), http.StatusRequestEntityTooLarge)
+// CacheStatus reports the sizes of this replica's local caches.
+type CacheStatus struct {
+	Bans, Refusals, Ranges int
 }
 
-// enforce answers a blocked request and, when the verdict asks for it, bans
-// the client.
-func (g *Gateway) enforce(ctx context.Context, c echo.Context, ex *exchange, pol *Policy, d detections.Decision) {
-	r, w := &ex.r, c.Response()
-	v := d.Verdict
-	if ex.cachedRefusal && v.RetryAfter > 0 && v.BlockFor == 0 {
-		// A repeat of a refusal the store already made: count it, do not
-		// flood the logs and the event stream.
-		g.metrics.reqBanned.Inc()
-	} else {
-		g.metrics.reqBlocked.Inc()
-		g.rec.blocked(ctx, r, d)
-	}
-	if v.BlockFor > 0 && (pol.Protected == nil || !pol.Protected(r.ClientIP)) {
-		g.ban(ctx, r, d.Detection, v)
-	}
-	h := w.Header()
-	for k, vs := range v.Header {
-		h[k] = vs
-	}
-	if v.RetryAfter > 0 {
-		h["Retry-After"] = []string{strconv.Itoa(int((v.RetryAfter + time.Second - 1) / time.Second))}
-	}
-	writeError(w, d.Status)
-}
-
-// ban records a ban in the store (synchronously, so the next request on any
-// replica sees it) and in the local cache.
-func (g *Gateway) ban(ctx context.Context, r *detections.Request, detection string, v detections.Verdict) {
-	dur := v.BlockFor
-	b, err := g.store.Ban(context.WithoutCancel(ctx), detections.BanRequest{
-		Client: r.ClientKey, Reason: v.Reason, Detection: detection, Duration: dur,
-		Replica: g.cfg.Replica, Escalate: true,
-	})
-	if err != nil {
-		g.metrics.storeErrors.WithLabelValues("ban").Inc()
-		g.log.LogAttrs(ctx, slog.LevelWarn, "ban_failed", slog.String("request_id", r.ID),
-			slog.String("client", r.ClientKey), slog.String("detection", detection), slog.String("error", err.Error()))
-		// Still refuse locally for the base duration: the replica knows.
-		g.cacheBan(r.ClientKey, banEntry{until: time.Now().Add(dur), reason: v.Reason, detection: detection})
-		return
-	}
-	g.cacheBan(r.ClientKey, banEntry{until: b.Until, reason: b.Reason, detection: b.Detection})
-	if b.New {
-		g.rec.banned(ctx, r, b)
-	}
-}
-
-// observe shows the upstream response to the observers; a block there
-// feeds the blocklist.
-func (g *Gateway) observe(ctx context.Context, ex *exchange, pol *Policy) {
-	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ObserveTimeout)
-	defer cancel()
-	d := pol.Chain.Observe(octx, &ex.r, detections.Response{Status: ex.status, Header: ex.header, Latency: ex.upLatency}, g.rec)
-	if d.Verdict.Action != detections.ActionBlock {
-		return
-	}
-	g.metrics.decisions.WithLabelValues(d.Detection, detections.ModeEnforce.String(), "block").Inc()
-	if d.Verdict.BlockFor > 0 && (pol.Protected == nil || !pol.Protected(ex.r.ClientIP)) {
-		g.ban(octx, &ex.r, d.Detection, d.Verdict)
-	}
+// Caches returns the sizes of the local caches.
+func (g *Gateway) Caches() CacheStatus {
+	b, r, c := g.bl.status()
+	return CacheStatus{Bans: b, Refusals: r, Ranges: c}
 }
 
 // requestID keeps a well-formed incoming X-Request-ID (so traces join up)
@@ -615,14 +458,7 @@ func requestID(req *http.Request) string {
 	if v := req.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
 		return v[0]
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	const hexd = "0123456789abcdef"
-	var out [32]byte
-	for i, c := range b {
-		out[i*2], out[i*2+1] = hexd[c>>4], hexd[c&0xf]
-	}
-	return string(out[:])
+	return newRequestID()
 }
 
 func validRequestID(s string) bool {

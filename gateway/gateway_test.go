@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +53,31 @@ func TestEveryMethodProxiedUnchanged(t *testing.T) {
 				t.Errorf("forwarding headers: %v", e.Header)
 			}
 		})
+	}
+}
+
+// An upstream's informational answer (103 Early Hints) reaches the client
+// and does not take the place of the final status.
+func TestInformationalResponsesPassThrough(t *testing.T) {
+	s := newSetup(t, nil, withEntries())
+	var got []int
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		got = append(got, code)
+		return nil
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", s.srv.URL+"/early-hints", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, resp); resp.StatusCode != http.StatusCreated || body != "created" || resp.Header.Get("X-Upstream") != "yes" {
+		t.Fatalf("final answer %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if len(got) != 1 || got[0] != http.StatusEarlyHints {
+		t.Errorf("informational answers %v, want [103]", got)
 	}
 }
 
@@ -200,7 +227,7 @@ func TestUpstreamFailures(t *testing.T) {
 		}
 	})
 	t.Run("slow: 504 after the timeout", func(t *testing.T) {
-		s := newSetup(t, nil, withEntries(), withConfig(func(c *gateway.Config) { c.UpstreamTimeout = 200 * time.Millisecond }))
+		s := newSetup(t, nil, withEntries(), withConfig(func(c *gateway.Config) { c.Timeouts.Upstream = 200 * time.Millisecond }))
 		start := time.Now()
 		resp := s.do(t, "GET", "/slow", "", nil)
 		if b := readBody(t, resp); resp.StatusCode != 504 || !strings.Contains(b, "Gateway Timeout") {
@@ -291,8 +318,8 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 
 func TestSlowClientsAreCut(t *testing.T) {
 	s := newSetup(t, nil, withEntries(), withConfig(func(c *gateway.Config) {
-		c.ReadHeaderTimeout = 200 * time.Millisecond
-		c.ReadTimeout = 400 * time.Millisecond
+		c.Timeouts.ReadHeader = 200 * time.Millisecond
+		c.Timeouts.Read = 400 * time.Millisecond
 	}))
 	// Serve through a real server with the gateway's timeouts.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -324,14 +351,23 @@ func TestSlowClientsAreCut(t *testing.T) {
 		defer c.Close()
 		_, _ = c.Write([]byte("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"))
 		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		start := time.Now()
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err == nil {
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			t.Fatalf("slow body: no answer and the connection still open after %v", time.Since(start))
+		case err == nil:
 			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusBadRequest {
-				t.Errorf("slow body answered %d", resp.StatusCode)
+			if resp.StatusCode != http.StatusRequestTimeout {
+				t.Errorf("slow body answered %d, want 408", resp.StatusCode)
 			}
 		}
-		// Either a 408 or a closed connection is fine: the slot is freed.
+		// A 408 (or the connection closed) within the read timeout: the
+		// slot is freed.
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("slow body cut after %v, read timeout 400ms", d)
+		}
 	})
 }
 
@@ -351,7 +387,7 @@ func TestAllowedRequestsLoggedAtDebug(t *testing.T) {
 	s := newSetup(t, nil, withEntries())
 	s.status(t, "GET", "/echo?secret=value", "192.0.2.7")
 	lines := s.logs.lines("request_allowed")
-	if len(lines) != 1 || lines[0]["level"] != "DEBUG" || lines[0]["route"] != "/echo" || lines[0]["status"] != float64(200) {
+	if len(lines) != 1 || lines[0]["level"] != "DEBUG" || lines[0]["route"] != "default" || lines[0]["path"] != "/echo" || lines[0]["status"] != float64(200) {
 		t.Errorf("request_allowed: %v", lines)
 	}
 	if strings.Contains(s.logs.String(), "secret=value") {

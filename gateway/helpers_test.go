@@ -7,13 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/go-redis/redis_rate/v10"
 
 	"github.com/rampartgw/rampart/detections"
 	"github.com/rampartgw/rampart/detections/payload"
@@ -41,6 +38,20 @@ func newUpstream(t testing.TB) *httptest.Server {
 			var code int
 			_, _ = fmtSscan(r.URL.Path[strings.Index(r.URL.Path, "/status/")+len("/status/"):], &code)
 			w.WriteHeader(code)
+			return
+		case r.URL.Path == "/early-hints":
+			// 103 Early Hints ahead of the real answer (201).
+			w.Header().Set("Link", "</app.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Set("X-Upstream", "yes")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, "created")
+			return
+		case r.URL.Path == "/hangup":
+			// The upstream drops the connection without an answer: 502.
+			if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				c.Close()
+			}
 			return
 		case r.URL.Path == "/slow":
 			select {
@@ -109,14 +120,41 @@ type setup struct {
 	store    gateway.Store
 }
 
-type option func(*gateway.Config, *[]detections.Entry)
+// setupOptions are what options change.
+type setupOptions struct {
+	cfg     gateway.Config
+	entries []detections.Entry // nil: the prototype's chain
+	extra   []detections.Entry // appended to the chain
+	exempt  *detections.IPSet
+	shadow  *gateway.Shadow
+}
+
+type option func(*setupOptions)
+
+func withShadow(sh *gateway.Shadow) option { return func(o *setupOptions) { o.shadow = sh } }
 
 func withConfig(f func(*gateway.Config)) option {
-	return func(c *gateway.Config, _ *[]detections.Entry) { f(c) }
+	return func(o *setupOptions) { f(&o.cfg) }
 }
 
 func withEntries(e ...detections.Entry) option {
-	return func(_ *gateway.Config, es *[]detections.Entry) { *es = append([]detections.Entry{}, e...) }
+	return func(o *setupOptions) { o.entries = append([]detections.Entry{}, e...) }
+}
+
+// withExtraEntry appends a detection to the chain.
+func withExtraEntry(e detections.Entry) option {
+	return func(o *setupOptions) { o.extra = append(o.extra, e) }
+}
+
+// withExempt sets the policy's exempt list.
+func withExempt(cidrs ...string) option {
+	return func(o *setupOptions) {
+		s, err := detections.ParseIPSet(cidrs)
+		if err != nil {
+			panic(err)
+		}
+		o.exempt = s
+	}
 }
 
 // prototypeEntries is the prototype's chain: allowed IPs, user agents,
@@ -130,7 +168,7 @@ func prototypeEntries(t testing.TB, st interface {
 		t.Fatal(err)
 	}
 	ua, _ := detections.NewUserAgent(detections.DefaultUserAgentConfig())
-	rl, err := detections.NewRateLimit(detections.RateLimitConfig{Limit: redis_rate.PerMinute(5), BanAfter: 10, BanFor: 10 * time.Minute}, nil)
+	rl, err := detections.NewRateLimit(detections.RateLimitConfig{Limit: detections.PerMinute(5), BanAfter: 10, BanFor: 10 * time.Minute}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,25 +201,26 @@ func newSetupWithEvents(t testing.TB, st gateway.Store, events gateway.EventSink
 		st = store.NewMemory(store.DefaultMemoryConfig())
 	}
 	up := newUpstream(t)
-	cfg := gateway.DefaultConfig()
-	cfg.Upstream = up.URL
-	cfg.Replica = "test"
-	cfg.TrustedProxies = []string{"127.0.0.1/32", "::1/128"}
-	var entries []detections.Entry
-	for _, o := range opts {
-		o(&cfg, &entries)
+	o := setupOptions{cfg: gateway.DefaultConfig()}
+	o.cfg.Upstream.Instances = []string{up.URL}
+	o.cfg.Replica = "test"
+	o.cfg.TrustedProxies = []string{"127.0.0.1/32", "::1/128"}
+	for _, opt := range opts {
+		opt(&o)
 	}
+	cfg, entries, exempt := o.cfg, o.entries, o.exempt
 	if entries == nil {
 		entries = prototypeEntries(t, st.(detections.Counter), nil)
 	}
+	entries = append(entries, o.extra...)
 	chain, err := detections.NewChain(entries...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var exempt func(netip.Addr) bool = func(netip.Addr) bool { return false }
+	pol := &gateway.Policy{Chain: chain, Exempt: exempt, Shadow: o.shadow}
 	for _, e := range entries {
 		if ip, ok := e.Detection.(*detections.IP); ok {
-			exempt = ip.Exempt
+			pol.AllowListed = ip.AllowListed
 		}
 	}
 	logs := &logBuffer{}
@@ -190,14 +229,14 @@ func newSetupWithEvents(t testing.TB, st gateway.Store, events gateway.EventSink
 		level = slog.LevelInfo // as in production: allowed requests are not logged
 	}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
-	g, err := gateway.New(cfg, &gateway.Policy{Chain: chain, Exempt: exempt, Protected: exempt}, gateway.Options{Store: st, Logger: log, Events: events})
+	g, err := gateway.New(cfg, pol, gateway.Options{Store: st, Logger: log, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(func() {
 		srv.Close()
-		g.Transport().CloseIdleConnections()
+		g.CloseIdleConnections()
 	})
 	return &setup{g: g, srv: srv, upstream: up, logs: logs, store: st}
 }

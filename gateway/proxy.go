@@ -1,71 +1,102 @@
 package gateway
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/labstack/echo/v4"
 )
 
-// newProxy builds the one ReverseProxy and its one keep-alive Transport.
-func (g *Gateway) newProxy() *httputil.ReverseProxy {
-	tr := &http.Transport{
+// dialKeepAlive is the upstream connections' TCP keep-alive period.
+const dialKeepAlive = 30 * time.Second
+
+// newTransport builds the gateway's keep-alive transport to upstreams.
+func (g *Gateway) newTransport() *http.Transport {
+	return &http.Transport{
 		Proxy: nil, // never route upstream traffic through HTTP_PROXY
 		DialContext: (&net.Dialer{
-			Timeout:   g.cfg.UpstreamDialTimeout,
-			KeepAlive: 30 * time.Second,
+			Timeout:   g.cfg.Timeouts.UpstreamDial,
+			KeepAlive: dialKeepAlive,
 		}).DialContext,
 		MaxIdleConns:          0, // no global cap; per host below
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: g.cfg.UpstreamTimeout,
+		ResponseHeaderTimeout: g.cfg.Timeouts.Upstream,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		// Bodies pass through byte for byte: no transparent gzip.
 		DisableCompression: true,
 		ForceAttemptHTTP2:  true,
 	}
+}
+
+// baseTransport is what upstream pools send through: the gateway's
+// transport, or the one Options gave (in-process replays).
+func (g *Gateway) baseTransport() http.RoundTripper {
+	if g.custom != nil {
+		return g.custom
+	}
+	return g.transport
+}
+
+// newProxy builds a route's ReverseProxy over its pool: the template each
+// exchange copies and gives its own hooks (see exchange.proxyUpstream).
+func (g *Gateway) newProxy(tr http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite:        g.rewrite,
-		Transport:      tr,
-		ModifyResponse: g.modifyResponse,
-		ErrorHandler:   g.proxyError,
-		BufferPool:     &bufferPool{},
-		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		Transport:  tr,
+		BufferPool: sharedBufferPool,
+		ErrorLog:   g.proxyLog,
 	}
 }
 
-// Transport returns the upstream transport (tests close idle connections).
-func (g *Gateway) Transport() *http.Transport { return g.proxy.Transport.(*http.Transport) }
+// CloseIdleConnections closes the upstream transports' idle connections.
+func (g *Gateway) CloseIdleConnections() {
+	if g.transport != nil {
+		g.transport.CloseIdleConnections()
+	}
+	g.pools.closeIdle()
+}
 
 var (
 	headerHTTP  = []string{"http"}
 	headerHTTPS = []string{"https"}
 )
 
-// rewrite sets the upstream URL and the forwarding headers. In Rewrite
-// mode the ReverseProxy has already removed X-Forwarded-* and hop-by-hop
-// headers from the outbound request; the client's own claims survive only
-// when its peer is a trusted proxy, and even then X-Forwarded-For carries
-// the resolved client alone.
-func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetURL(g.upstream)
+// rewrite sets the upstream URL and the forwarding headers. The
+// request-target goes upstream exactly as received: the ReverseProxy drops
+// query pairs its own parser cannot read (`a=1;b=2`, `q=%zz`), which would
+// make the gateway inspect one query and the upstream see another, so the
+// raw query is put back (payload inspection reads every pair, both ways an
+// upstream may split it). Client-identity headers (X-Forwarded-*,
+// Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP and their
+// underscore spellings, see identityHeader) never pass through from the
+// client: the upstream gets X-Forwarded-For and X-Real-IP set to the
+// resolved client, and a trusted proxy's configured client-IP header only.
+func (ex *exchange) rewrite(pr *httputil.ProxyRequest) {
+	g := ex.g
+	if ex.route == nil {
+		panic("gateway: proxying a request without its route") // the flow never does
+	}
+	rt := ex.route
+	if rt.strip {
+		pr.Out.URL.Path, pr.Out.URL.RawPath = forwardPath(pr.In.URL.EscapedPath(), ex.clean, rt.prefix)
+	}
+	pr.SetURL(rt.target)
+	pr.Out.URL.RawQuery = joinQuery(rt.target.RawQuery, pr.In.URL.RawQuery)
+	pr.Out.URL.ForceQuery = pr.In.URL.ForceQuery
 	if g.cfg.PreserveHost {
 		pr.Out.Host = pr.In.Host
 	}
 	h := pr.Out.Header
-	delete(h, "Forwarded")
-	delete(h, "X-Real-Ip")
-	ex, _ := pr.In.Context().Value(exchangeKey{}).(*exchange)
-	if ex == nil {
-		return
+	for name := range h {
+		if identityHeader(name) && !(ex.trusted && name == g.ips.header && !g.ips.xff) {
+			delete(h, name)
+		}
+	}
+	if rt.strip {
+		h["X-Forwarded-Prefix"] = []string{rt.prefix}
 	}
 	if ex.r.ClientIP.IsValid() {
 		if ex.r.ClientIP.Is4() {
@@ -80,6 +111,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	if pr.In.TLS != nil {
 		proto = headerHTTPS
 	}
+	// X-Forwarded-Host is the Host this gateway received (a load balancer
+	// forwards it unchanged): a client-supplied one is never passed on, even
+	// through a trusted proxy that does not strip it. A trusted proxy's
+	// X-Forwarded-Proto is believed: it knows whether the client used TLS.
 	host := pr.In.Host
 	if ex.trusted {
 		switch strings.ToLower(pr.In.Header.Get("X-Forwarded-Proto")) {
@@ -87,9 +122,6 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			proto = headerHTTPS
 		case "http":
 			proto = headerHTTP
-		}
-		if fh := pr.In.Header.Get("X-Forwarded-Host"); fh != "" && validRequestID(fh) {
-			host = fh
 		}
 	}
 	h["X-Forwarded-Proto"] = proto
@@ -99,58 +131,80 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	ex.hdr[2][0] = ex.r.ID
 	h["X-Request-Id"] = ex.hdr[2][:]
+	if fh := g.tlsForward; fh != "" {
+		delete(h, fh)
+		if t := ex.r.TLS; t != nil && t.Fingerprint.JA4 != "" {
+			h[fh] = []string{t.Fingerprint.JA4}
+		}
+	}
+}
+
+// joinQuery is SetURL's query joining on the raw query.
+func joinQuery(target, in string) string {
+	if target == "" || in == "" {
+		return target + in
+	}
+	return target + "&" + in
+}
+
+// identityHeaders are the headers that name the client or the original
+// request to an upstream. Servers that map headers to CGI-style variables
+// read X_Forwarded_For like X-Forwarded-For, so names are compared with
+// '_' and '-' alike, case-insensitively.
+var identityHeaders = [...]string{
+	"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
+	"x-forwarded-server", "x-forwarded-scheme", "x-forwarded-ssl", "x-real-ip", "true-client-ip",
+	"x-forwarded-prefix", "cf-connecting-ip", "cf-connecting-ipv6", "x-client-ip", "x-cluster-client-ip", "x-originating-ip",
+	"client-ip", "fastly-client-ip", "x-remote-ip", "x-remote-addr", "x-envoy-external-address",
+	"x-original-forwarded-for", "x-proxyuser-ip", "wl-proxy-client-ip", "x-appengine-user-ip",
+	"akamai-client-ip", "x-azure-clientip", "x-azure-socketip",
+}
+
+// identityHeader reports whether name is one of identityHeaders, spelt
+// with any case and with '_' or '-'. It allocates nothing.
+func identityHeader(name string) bool {
+	for _, h := range identityHeaders {
+		if len(h) == len(name) && sameHeaderName(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func sameHeaderName(lowerDash, name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != lowerDash[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // modifyResponse captures the upstream status and headers for observers.
-func (g *Gateway) modifyResponse(resp *http.Response) error {
-	if ex, _ := resp.Request.Context().Value(exchangeKey{}).(*exchange); ex != nil {
-		ex.status, ex.header = resp.StatusCode, resp.Header
-	}
+func (ex *exchange) modifyResponse(resp *http.Response) error {
+	ex.status, ex.header = resp.StatusCode, resp.Header
 	return nil
 }
 
-// proxyError answers 502 when the upstream is unreachable and 504 when it is
-// too slow; observers are not called.
-func (g *Gateway) proxyError(w http.ResponseWriter, req *http.Request, err error) {
-	ex, _ := req.Context().Value(exchangeKey{}).(*exchange)
-	if ex != nil {
-		ex.upErr = err
-	}
-	if errors.Is(req.Context().Err(), context.Canceled) {
-		// The client went away; nobody to answer.
-		g.log.LogAttrs(req.Context(), slog.LevelDebug, "client_gone", slog.String("error", err.Error()))
-		return
-	}
-	status, kind := http.StatusBadGateway, "unreachable"
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		status, kind = http.StatusGatewayTimeout, "timeout"
-	}
-	g.metrics.upstreamErrors.WithLabelValues(kind).Inc()
-	g.metrics.requests.WithLabelValues(resultUpstreamError).Inc()
-	attrs := []slog.Attr{slog.String("error", err.Error()), slog.Int("status", status), slog.String("kind", kind)}
-	if ex != nil {
-		attrs = append(attrs, slog.String("request_id", ex.r.ID), slog.String("client", ex.r.ClientKey),
-			slog.String("method", ex.r.Method), slog.String("route", route(ex.r.Path)))
-	}
-	g.log.LogAttrs(req.Context(), slog.LevelWarn, "upstream_error", attrs...)
-	writeError(w, status)
+// proxyError records the transport's error; the exchange answers it (502
+// when the upstream is unreachable, 504 when it is too slow) and observers
+// are not called.
+func (ex *exchange) proxyError(_ http.ResponseWriter, _ *http.Request, err error) {
+	ex.upErr = err
 }
 
-// serveProxy forwards the request upstream. The exchange rides in the
-// request context: the one fair use of a context value, carrying the
-// resolved client across the http.Handler boundary.
-func (g *Gateway) serveProxy(c echo.Context, ex *exchange) {
-	req := c.Request()
-	ctx := context.WithValue(req.Context(), exchangeKey{}, ex)
-	start := time.Now()
-	g.proxy.ServeHTTP(c.Response(), req.WithContext(ctx))
-	ex.upLatency = time.Since(start)
-	g.metrics.upstreamLatency.Observe(ex.upLatency.Seconds())
-}
-
-// bufferPool recycles the proxy's 32 KiB copy buffers.
+// bufferPool recycles the proxies' 32 KiB copy buffers (one for every
+// route's proxy).
 type bufferPool struct{ p sync.Pool }
+
+var sharedBufferPool = &bufferPool{}
 
 func (b *bufferPool) Get() []byte {
 	if v, ok := b.p.Get().(*[]byte); ok {

@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
-	"net/http"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,10 +13,11 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/rampartgw/rampart/detections"
 	"github.com/rampartgw/rampart/gateway"
+	"github.com/rampartgw/rampart/record"
 	"github.com/rampartgw/rampart/store"
 	"github.com/rampartgw/rampart/store/storetest"
 )
@@ -34,8 +37,23 @@ func replicas(t *testing.T, addr string, n int, opts ...option) []*setup {
 		t.Cleanup(func() { cancel(); <-done })
 		out = append(out, s)
 	}
-	time.Sleep(50 * time.Millisecond) // subscriptions established
+	// Subscribed: each replica has had its Reset and loaded the ban index.
+	for i, s := range out {
+		eventually(t, 5*time.Second, func() bool { return len(s.logs.lines("ban_index_loaded")) > 0 }, "replica %d never subscribed", i)
+	}
 	return out
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf(format, args...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func TestReplicasShareRateLimit(t *testing.T) {
@@ -119,23 +137,27 @@ func TestReplicasShareEnumerationAndBans(t *testing.T) {
 
 func TestBanBitesOnOtherReplicaAtNextRequest(t *testing.T) {
 	mr := miniredis.RunT(t)
-	gws := replicas(t, mr.Addr(), 2)
+	// Both replicas run the prototype's chain plus a detection that bans
+	// for a minute whoever asks for /ban.
+	banner := banOn{name: "test_ban", path: "/ban", blockFor: time.Minute}
+	gws := replicas(t, mr.Addr(), 2, withExtraEntry(detections.Entry{Detection: banner}))
+	a, b := gws[0], gws[1]
 	const ip = "203.0.113.30"
-	if got := gws[1].status(t, "GET", "/echo", ip); got != 200 {
+	if got := b.status(t, "GET", "/echo", ip); got != 200 {
 		t.Fatalf("before: %d", got)
 	}
-	// A payload block with a ban duration on A...
-	s := gws[0]
-	ban := detections.Verdict{Action: detections.ActionBlock, Reason: "test", BlockFor: time.Minute}
-	_ = ban
-	st := storetest.NewOn(t, mr.Addr())
-	if _, err := st.Ban(t.Context(), detections.BanRequest{Client: ip, Reason: "test", Detection: "payload", Duration: time.Minute}); err != nil {
-		t.Fatal(err)
+	// A's detection blocks and bans...
+	if got := a.status(t, "GET", "/ban", ip); got != 403 {
+		t.Fatalf("A: %d", got)
 	}
-	_ = s
-	// ...bites on B at its very next request, with no waiting.
-	if got := gws[1].status(t, "GET", "/echo", ip); got != 403 {
-		t.Errorf("B after ban on A: %d", got)
+	if got := mr.HGet("gw:ban:{203.0.113.30}", "detection"); got != "test_ban" {
+		t.Fatalf("ban detection %q", got)
+	}
+	// ...and B refuses the client at its very next request, with no waiting.
+	resp := b.do(t, "GET", "/echo", ip, nil)
+	body := readBody(t, resp)
+	if resp.StatusCode != 403 || body != denied || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("B after ban on A: %d %q %v", resp.StatusCode, body, resp.Header)
 	}
 }
 
@@ -160,10 +182,12 @@ func TestRedisOutage(t *testing.T) {
 	gws := replicas(t, mr.Addr(), 2)
 	const banned, fresh = "203.0.113.50", "203.0.113.51"
 	st := storetest.NewOn(t, mr.Addr())
-	if _, err := st.Ban(t.Context(), detections.BanRequest{Client: banned, Reason: "known", Detection: "payload", Duration: time.Hour}); err != nil {
+	if _, err := st.Ban(t.Context(), record.BanRequest{Client: banned, Reason: "known", Detection: "payload", Duration: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // ban notification delivered
+	for i, g := range gws {
+		eventually(t, 5*time.Second, func() bool { return g.g.Caches().Bans > 0 }, "replica %d never heard of the ban", i)
+	}
 	mr.Close()
 
 	start := time.Now()
@@ -203,8 +227,9 @@ func TestRedisOutage(t *testing.T) {
 func TestStoreErrorFailClosed(t *testing.T) {
 	mr := miniredis.RunT(t)
 	st := storetest.NewOn(t, mr.Addr())
-	rl, _ := detections.NewRateLimit(detections.RateLimitConfig{Limit: redis_rate.PerMinute(100)}, nil)
-	s := newSetup(t, st, withEntries(detections.Entry{Detection: rl, OnStoreError: detections.StoreBlock}))
+	rl, _ := detections.NewRateLimit(detections.RateLimitConfig{Limit: detections.PerMinute(100)}, nil)
+	s := newSetup(t, st, withEntries(detections.Entry{Detection: rl, OnStoreError: detections.StoreBlock}),
+		withConfig(func(c *gateway.Config) { c.Bans.StoreErrorGrace = 0 }))
 	if got := s.status(t, "GET", "/echo", "192.0.2.1"); got != 200 {
 		t.Fatalf("before outage: %d", got)
 	}
@@ -225,64 +250,141 @@ func TestStoreErrorFailClosed(t *testing.T) {
 func TestBlocklistFailClosed(t *testing.T) {
 	mr := miniredis.RunT(t)
 	st := storetest.NewOn(t, mr.Addr())
-	s := newSetup(t, st, withEntries(), withConfig(func(c *gateway.Config) { c.BlocklistOnStoreError = detections.StoreBlock }))
+	s := newSetup(t, st, withEntries(), withConfig(func(c *gateway.Config) { c.Bans.OnStoreError, c.Bans.StoreErrorGrace = detections.StoreBlock, 0 }))
 	mr.Close()
 	if got := s.status(t, "GET", "/echo", "192.0.2.1"); got != 503 {
 		t.Errorf("blocklist fail-closed: %d", got)
 	}
 }
 
-// TestRoundTrips counts Redis commands on a real server: one per allowed
-// request, none for a client this replica already knows is banned or over
-// the limit.
+// monitor records the commands a real redis-server executes (MONITOR),
+// telling those a client sent (round trips) from those a Lua script ran
+// inside Redis.
+type monitor struct {
+	mu       sync.Mutex
+	top, lua map[string]int
+	marker   *redis.Client // sends the markers (connected once: no HELLO later)
+}
+
+func startMonitor(t *testing.T, srv *storetest.Server) *monitor {
+	t.Helper()
+	m := &monitor{top: map[string]int{}, lua: map[string]int{}, marker: srv.Client()}
+	conn, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, "MONITOR\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(conn)
+	go func() {
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				return
+			}
+			// +1700000000.123456 [0 lua] "PTTL" "gw:ban:{...}"
+			// +1700000000.123456 [0 127.0.0.1:50000] "evalsha" ...
+			_, rest, ok := strings.Cut(line, "[")
+			src, rest, ok2 := strings.Cut(rest, "]")
+			if !ok || !ok2 {
+				continue // +OK
+			}
+			name, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
+			name = strings.ToLower(strings.Trim(name, `"`))
+			m.mu.Lock()
+			if strings.HasSuffix(src, " lua") {
+				m.lua[name]++
+			} else {
+				m.top[name]++
+			}
+			m.mu.Unlock()
+		}
+	}()
+	// MONITOR is live once it reports a command sent after it.
+	c := m.marker
+	eventually(t, 5*time.Second, func() bool {
+		_ = c.Echo(t.Context(), "monitor-ready").Err()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.top["echo"] > 0
+	}, "MONITOR never started")
+	return m
+}
+
+// take returns the commands seen since the last take, after letting
+// MONITOR's stream catch up with a marker command.
+func (m *monitor) take(t *testing.T, srv *storetest.Server) (top, lua map[string]int) {
+	t.Helper()
+	c := m.marker
+	m.mu.Lock()
+	marks := m.top["echo"]
+	m.mu.Unlock()
+	_ = c.Echo(t.Context(), "mark").Err()
+	eventually(t, 5*time.Second, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.top["echo"] > marks
+	}, "MONITOR did not catch up")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	top, lua = m.top, m.lua
+	delete(top, "echo")
+	m.top, m.lua = map[string]int{"echo": marks + 1}, map[string]int{}
+	return top, lua
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// TestRoundTrips counts, on a real redis-server, the commands the gateway
+// sends (round trips) apart from those its script runs inside Redis: one
+// EVALSHA per allowed request, none for a client this replica already
+// knows is banned or over the limit.
 func TestRoundTrips(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server")
 	}
-	srv := storetest.Real(t)
+	srv := storetest.RealOwned(t) // reads or acts on the whole server
 	st := storetest.NewOn(t, srv.Addr)
 	s := newSetup(t, st)
-	rdb := srv.Client()
-	// Top-level commands: every command in INFO commandstats, minus the
-	// ones the check script runs inside Redis (they are not round trips)
-	// and the INFO used to read the stats.
-	inner := map[string]bool{"pttl": true, "hmget": true, "time": true, "get": true, "set": true, "incr": true, "pexpire": true, "info": true}
-	snap := func() map[string]int64 { return storetest.CommandStats(t, rdb) }
-	topLevel := func(before map[string]int64) (total int64, detail map[string]int64) {
-		detail = map[string]int64{}
-		for name, n := range snap() {
-			if d := n - before[name]; d > 0 && !inner[name] {
-				detail[name], total = d, total+d
-			}
-		}
-		return total, detail
-	}
+	m := startMonitor(t, srv)
 	// Warm up: load the script (EVALSHA, NOSCRIPT, EVAL happens once).
 	s.status(t, "GET", "/echo", "192.0.2.200")
-	before := snap()
+	m.take(t, srv)
 	const n = 4
 	for i := 0; i < n; i++ {
 		if got := s.status(t, "GET", "/echo", fmt.Sprintf("192.0.2.%d", i+1)); got != 200 {
 			t.Fatalf("request %d: %d", i, got)
 		}
 	}
-	if got, detail := topLevel(before); got != n || detail["evalsha"] != n {
-		t.Errorf("%d top-level commands for %d allowed requests, want %d EVALSHA: %v", got, n, n, detail)
+	top, lua := m.take(t, srv)
+	if sum(top) != n || top["evalsha"] != n {
+		t.Errorf("%d round trips for %d allowed requests, want %d EVALSHA: %v", sum(top), n, n, top)
 	}
+	if lua["pttl"] != n || lua["time"] != n {
+		t.Errorf("inside the script, per allowed request: want one PTTL (ban) and one TIME (GCRA): %v", lua)
+	}
+	t.Logf("per allowed request: %d round trip, %d commands inside the script (%v)", sum(top)/n, sum(lua)/n, lua)
 	// Ban a client; the replica learns it from its first refused request.
-	if _, err := st.Ban(t.Context(), detections.BanRequest{Client: "192.0.2.99", Reason: "x", Detection: "payload", Duration: time.Hour}); err != nil {
+	if _, err := st.Ban(t.Context(), record.BanRequest{Client: "192.0.2.99", Reason: "x", Detection: "payload", Duration: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	s.status(t, "GET", "/echo", "192.0.2.99")
-	before = snap()
+	s.status(t, "GET", "/echo", "192.0.2.99") // the replica learns the ban from the store
+	m.take(t, srv)
 	for i := 0; i < 20; i++ {
 		if got := s.status(t, "GET", "/echo", "192.0.2.99"); got != 403 {
 			t.Fatalf("banned: %d", got)
 		}
 	}
-	if got, detail := topLevel(before); got != 0 {
-		t.Errorf("%d commands for 20 requests of a known-banned client, want 0: %v", got, detail)
+	if top, _ := m.take(t, srv); sum(top) != 0 {
+		t.Errorf("%d commands for 20 requests of a known-banned client, want 0: %v", sum(top), top)
 	}
 	// Hammering: each refusal up to ban_after (10) is counted in Redis,
 	// then the client is banned and refused locally.
@@ -290,33 +392,31 @@ func TestRoundTrips(t *testing.T) {
 	for i := 0; i < 15; i++ {
 		s.status(t, "GET", "/echo", ip)
 	}
-	before = snap()
+	m.take(t, srv)
 	for i := 0; i < 3; i++ {
 		if got := s.status(t, "GET", "/echo", ip); got != 403 {
 			t.Fatalf("over limit: %d", got)
 		}
 	}
-	if got, detail := topLevel(before); got != 0 {
-		t.Errorf("%d commands for 3 requests of a client banned for hammering, want 0: %v", got, detail)
+	if top, _ := m.take(t, srv); sum(top) != 0 {
+		t.Errorf("%d commands for 3 requests of a client banned for hammering, want 0: %v", sum(top), top)
 	}
 	// Without a hammering ban, a client over its limit is refused from the
 	// cache after its first refusal, until Retry-After.
-	rl, _ := detections.NewRateLimit(detections.RateLimitConfig{Limit: redis_rate.PerMinute(2)}, nil)
+	rl, _ := detections.NewRateLimit(detections.RateLimitConfig{Limit: detections.PerMinute(2)}, nil)
 	s2 := newSetup(t, st, withEntries(detections.Entry{Detection: rl}))
 	for i := 0; i < 3; i++ {
 		s2.status(t, "GET", "/echo", "192.0.2.151")
 	}
-	before = snap()
+	m.take(t, srv)
 	for i := 0; i < 5; i++ {
 		if got := s2.status(t, "GET", "/echo", "192.0.2.151"); got != 403 {
 			t.Fatalf("over limit: %d", got)
 		}
 	}
-	if got, detail := topLevel(before); got != 0 {
-		t.Errorf("%d commands for 5 requests of a client known over the limit, want 0: %v", got, detail)
+	if top, _ := m.take(t, srv); sum(top) != 0 {
+		t.Errorf("%d commands for 5 requests of a client known over the limit, want 0: %v", sum(top), top)
 	}
-	_ = http.StatusOK
-	_ = store.DefaultConfig
 }
 
 // TestRedisErrorRepliesFailOpen: Redis answers, but with errors (miniredis
@@ -336,8 +436,10 @@ func TestRedisErrorRepliesFailOpen(t *testing.T) {
 	mr.SetError("")
 	// LOADING means "not serving": it opened the circuit; the first request
 	// after the cooldown probes and closes it.
-	time.Sleep(200 * time.Millisecond)
-	gws[0].status(t, "GET", "/echo", "192.0.2.99")
+	eventually(t, 5*time.Second, func() bool {
+		gws[0].status(t, "GET", "/echo", "192.0.2.99")
+		return gws[0].g.Store().Healthy()
+	}, "the circuit never closed")
 	codes := map[int]int{}
 	for i := 0; i < 7; i++ {
 		codes[gws[0].status(t, "GET", "/echo", "192.0.2.67")]++
@@ -353,7 +455,7 @@ func TestFallbackLimitWhileRedisDown(t *testing.T) {
 	mr := miniredis.RunT(t)
 	st := storetest.NewOn(t, mr.Addr())
 	mem := store.NewMemory(store.DefaultMemoryConfig())
-	rl, err := detections.NewRateLimit(detections.RateLimitConfig{Limit: redis_rate.PerMinute(100), Fallback: redis_rate.PerMinute(3)}, mem)
+	rl, err := detections.NewRateLimit(detections.RateLimitConfig{Limit: detections.PerMinute(100), Fallback: detections.Fallback{Limit: detections.PerMinute(3)}}, mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,4 +468,21 @@ func TestFallbackLimitWhileRedisDown(t *testing.T) {
 	if codes[200] != 3 || codes[403] != 3 {
 		t.Errorf("fallback limit: %v", codes)
 	}
+}
+
+// banOn blocks requests for path and bans their client for blockFor.
+type banOn struct {
+	name, path string
+	blockFor   time.Duration
+}
+
+func (b banOn) Name() string { return b.name }
+
+func (b banOn) Inspect(_ context.Context, r *detections.Request) (detections.Verdict, error) {
+	if r.Path != b.path {
+		return detections.Allow, nil
+	}
+	v := detections.Block("test")
+	v.BlockFor = b.blockFor
+	return v, nil
 }
