@@ -1,0 +1,4 @@
+package console
+
+// HumanDuration is humanDuration, for the tests.
+var HumanDuration = humanDuration
