@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -29,7 +30,9 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:5000", "address to listen on")
+	name := flag.String("name", "", "instance name, sent as X-Upstream-Instance on every answer (several demo upstreams behind one gateway)")
 	flag.Parse()
+	instanceName = *name
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
@@ -60,9 +63,37 @@ func run(ctx context.Context, listen string, log *slog.Logger) error {
 	return srv.Shutdown(sctx)
 }
 
+// instanceName is sent as X-Upstream-Instance (-name).
+var instanceName string
+
+// received counts the requests this instance received, by path (for
+// tests of retries and balancing: GET /_demo/requests).
+var received = struct {
+	sync.Mutex
+	total  int
+	byPath map[string]int
+}{byPath: map[string]int{}}
+
 // Handler returns the demo API.
 func Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_demo/requests", func(w http.ResponseWriter, r *http.Request) {
+		received.Lock()
+		defer received.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"instance": instanceName, "total": received.total, "by_path": received.byPath})
+	})
+	// /drop reads the request (body included) and closes the connection
+	// without answering: an instance dying mid-request.
+	mux.HandleFunc("/drop", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 16<<20))
+		if hj, ok := w.(http.Hijacker); ok {
+			if c, _, err := hj.Hijack(); err == nil {
+				_ = c.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
+	})
 	mux.HandleFunc("GET /api/endpoint", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"message": "API endpoint reached successfully"})
 	})
@@ -89,7 +120,20 @@ func Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not Found"})
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/_demo/requests" {
+			received.Lock()
+			received.total++
+			if len(received.byPath) < 1000 {
+				received.byPath[r.URL.Path]++
+			}
+			received.Unlock()
+		}
+		if instanceName != "" {
+			w.Header().Set("X-Upstream-Instance", instanceName)
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 type echoReply struct {
@@ -102,6 +146,7 @@ type echoReply struct {
 	Body       string              `json:"body"`
 	BodyBase64 string              `json:"body_base64,omitempty"`
 	BodyLength int                 `json:"body_length"`
+	Instance   string              `json:"instance,omitempty"`
 }
 
 func echoHandler(w http.ResponseWriter, r *http.Request) {
@@ -115,7 +160,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 		q = map[string][]string{}
 	}
 	rep := echoReply{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Query: q,
-		Headers: r.Header, Host: r.Host, BodyLength: len(body)}
+		Headers: r.Header, Host: r.Host, BodyLength: len(body), Instance: instanceName}
 	if utf8.Valid(body) {
 		rep.Body = string(body)
 	} else {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rampartgw/rampart/record"
 )
 
 // action runs a command whose flags are parsed; args are its positional
@@ -36,13 +38,14 @@ var commands = []*command{
 	{name: "status", help: "Show the replica's status: store, circuit breaker, upstream and detection chain.", setup: statusCmd},
 	{name: "bans list", flags: "[-limit N]", help: "List active bans: CIDR ranges first, then clients, longest remaining first.", setup: bansListCmd},
 	{name: "bans get", args: []string{"CLIENT"}, help: "Show the active ban of CLIENT (an IP address, IPv6 meaning its /64, or a CIDR range).", setup: bansGetCmd},
-	{name: "bans add", args: []string{"CLIENT"}, flags: "[-for 1h] [-reason TEXT]", help: "Ban CLIENT (an IP address, IPv6 meaning its /64, or a CIDR range) on every replica.", setup: bansAddCmd},
-	{name: "bans rm", args: []string{"CLIENT"}, help: "Lift the ban of CLIENT. Exit status 3 if it was not banned.", setup: bansRmCmd},
+	{name: "bans add", args: []string{"CLIENT"}, flags: "[-for 1h|7d] [-reason TEXT]", help: "Ban CLIENT (an IP address, IPv6 meaning its /64, or a CIDR range) on every replica.", setup: bansAddCmd},
+	{name: "bans rm", args: []string{"CLIENT"}, flags: "[-forget]", help: "Lift the ban of CLIENT (-forget: and its ban history, so its next ban is not escalated). Exit status 3 if it was not banned.", setup: bansRmCmd},
 	{name: "events tail", flags: "[-client IP] [-detection NAME] [-type TYPE] [-since 15m] [-n 50] [-f]",
 		help: "Show recent security events, oldest first. With -f, keep polling every second and print\n" +
 			"new events as they arrive until interrupted (-o json: one JSON object per line).", setup: eventsTailCmd},
 	{name: "summary", flags: "[-window 1h] [-top 10]", help: "Count the events of the last window, and the clients and detections that blocked most.", setup: summaryCmd},
 	{name: "counters", args: []string{"CLIENT"}, help: "Show the live per-client counters the store keeps for CLIENT.", setup: countersCmd},
+	{name: "tls fingerprints", flags: "[-top 20]", help: "The TLS fingerprints (JA4, JA3n) this replica's listener saw most often, refusals included.", setup: tlsFingerprintsCmd},
 	{name: "check", args: []string{"URL"}, help: "GET URL without a token; exit 0 on a 2xx answer, 1 otherwise. A health probe for images without a shell (docker compose healthchecks).", setup: checkCmd},
 }
 
@@ -149,8 +152,25 @@ func bansGetCmd(*flag.FlagSet) action {
 	}
 }
 
+// durationFlag is a -for value: a Go duration or whole days ("7d",
+// "1d12h"), as bans list prints them.
+type durationFlag struct{ d time.Duration }
+
+func (f *durationFlag) String() string { return f.d.String() }
+
+func (f *durationFlag) Set(s string) error {
+	d, err := record.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	f.d = d
+	return nil
+}
+
 func bansAddCmd(fs *flag.FlagSet) action {
-	dur := fs.Duration("for", time.Hour, "ban `duration`, at most 8760h (a year)")
+	df := &durationFlag{d: time.Hour}
+	fs.Var(df, "for", "ban `duration` (90s, 15m, 24h or 7d), at most a year")
+	dur := &df.d
 	reason := fs.String("reason", "", "why, one line shown to other operators (default \"manual\")")
 	return func(ctx context.Context, a *app, args []string) error {
 		client, err := clientArg(args[0])
@@ -158,7 +178,7 @@ func bansAddCmd(fs *flag.FlagSet) action {
 			return err
 		}
 		if *dur <= 0 || *dur > 365*24*time.Hour {
-			return usagef(nil, "-for %v: want a positive duration of at most 8760h", *dur)
+			return usagef(nil, "-for %v: want a positive duration of at most a year (365d)", *dur)
 		}
 		body := map[string]string{"client": client, "duration": dur.String(), "reason": *reason}
 		data, err := a.call(ctx, http.MethodPost, "/v1/bans", nil, body)
@@ -177,13 +197,18 @@ func (a *app) showBan(data []byte, err error) error {
 	return writeBan(a.stdout, &b)
 }
 
-func bansRmCmd(*flag.FlagSet) action {
+func bansRmCmd(fs *flag.FlagSet) action {
+	forget := fs.Bool("forget", false, "also forget the client's ban history, so its next automatic ban is not escalated")
 	return func(ctx context.Context, a *app, args []string) error {
 		client, err := clientArg(args[0])
 		if err != nil {
 			return err
 		}
-		data, err := a.call(ctx, http.MethodDelete, "/v1/bans", url.Values{"client": {client}}, nil)
+		q := url.Values{"client": {client}}
+		if *forget {
+			q.Set("forget", "1")
+		}
+		data, err := a.call(ctx, http.MethodDelete, "/v1/bans", q, nil)
 		if err != nil || a.json {
 			return a.result(data, err)
 		}
@@ -256,5 +281,44 @@ func clientArg(s string) (string, error) {
 	if _, err := netip.ParsePrefix(s); err == nil {
 		return s, nil
 	}
+	// An identity: its hashed form as bans list shows it (id:...), or the
+	// key and the value (jwt:sub=alice, header:X-Api-Key=k1); the gateway
+	// hashes the value, which is never stored or logged.
+	if strings.HasPrefix(s, "id:") || (strings.Contains(s, "=") && strings.Contains(s, ":")) {
+		return s, nil
+	}
 	return "", usagef(nil, "client %q is not an IP address or CIDR range", s)
+}
+
+func tlsFingerprintsCmd(fs *flag.FlagSet) action {
+	top := fs.Int("top", 20, "how many `N`, at most 256")
+	return func(ctx context.Context, a *app, _ []string) error {
+		data, err := a.get(ctx, "/v1/tls/fingerprints", url.Values{"top": {strconv.Itoa(*top)}})
+		if err != nil || a.json {
+			return a.result(data, err)
+		}
+		var v struct {
+			Replica      string `json:"replica"`
+			Fingerprints []struct {
+				JA4      string `json:"ja4"`
+				JA3N     string `json:"ja3n"`
+				Count    int64  `json:"count"`
+				Refused  int64  `json:"refused"`
+				Estimate bool   `json:"estimate"`
+			} `json:"fingerprints"`
+		}
+		if err := decode(data, &v); err != nil {
+			return err
+		}
+		tw := table(a.stdout)
+		row(tw, "JA4", "JA3N", "HANDSHAKES", "REFUSED")
+		for _, f := range v.Fingerprints {
+			n := strconv.FormatInt(f.Count, 10)
+			if f.Estimate {
+				n = "<=" + n
+			}
+			row(tw, clean(f.JA4, 64), clean(f.JA3N, 40), n, strconv.FormatInt(f.Refused, 10))
+		}
+		return tw.Flush()
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/rampartgw/rampart/record"
 )
 
 const (
@@ -67,7 +69,7 @@ func checkSince(s string) error {
 	if s == "" {
 		return nil
 	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+	if d, err := record.ParseDuration(s); err == nil && d > 0 {
 		return nil
 	}
 	if _, err := time.Parse(time.RFC3339, s); err == nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartgw/rampart/gateway"
+	"github.com/rampartgw/rampart/record"
 )
 
 // follower runs `events tail -f` on f in the background, polling fast.
@@ -48,8 +48,8 @@ func (fl *follower) stop(t *testing.T) int {
 	}
 }
 
-func blocked(id string, at time.Time) gateway.Event {
-	return gateway.Event{Time: at, Type: gateway.EventRequestBlocked, RequestID: id, Client: "203.0.113.7",
+func blocked(id string, at time.Time) record.Event {
+	return record.Event{Time: at, Type: record.EventRequestBlocked, RequestID: id, Client: "203.0.113.7",
 		Detection: "rate_limit", Reason: "rate_limited", Method: "GET", Route: "/api/" + id}
 }
 
@@ -116,7 +116,7 @@ func TestEventsFollowJSON(t *testing.T) {
 		t.Fatalf("want 2 JSON lines:\n%s", fl.stdout.String())
 	}
 	for i, id := range []string{"a", "b"} {
-		var e gateway.Event
+		var e record.Event
 		if err := json.Unmarshal([]byte(lines[i]), &e); err != nil || e.RequestID != id {
 			t.Errorf("line %d: %q (%v)", i, lines[i], err)
 		}

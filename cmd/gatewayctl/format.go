@@ -43,6 +43,7 @@ type eventView struct {
 	Location  string    `json:"location"`
 	Method    string    `json:"method"`
 	Route     string    `json:"route"`
+	Path      string    `json:"path"`
 }
 
 type statusView struct {
@@ -59,6 +60,23 @@ type statusView struct {
 	} `json:"chain"`
 	LocalBans     int `json:"local_bans_cached"`
 	LocalRefusals int `json:"local_refusals_cached"`
+	Upstreams     []struct {
+		Route     string `json:"route"`
+		Instances []struct {
+			Instance  string `json:"instance"`
+			State     string `json:"state"`
+			InFlight  int64  `json:"in_flight"`
+			Requests  uint64 `json:"requests"`
+			Failures  uint64 `json:"failures"`
+			LastError string `json:"last_error"`
+		} `json:"instances"`
+	} `json:"upstreams"`
+	Feeds []struct {
+		Feed      string `json:"feed"`
+		Mode      string `json:"mode"`
+		Entries   int    `json:"entries"`
+		LastError string `json:"last_error"`
+	} `json:"feeds"`
 }
 
 type countView struct {
@@ -190,7 +208,7 @@ func writeBan(w io.Writer, b *banView) error {
 	return tw.Flush()
 }
 
-var eventHeader = []string{"TIME", "TYPE", "CLIENT", "DETECTION", "REASON", "METHOD", "ROUTE", "RULE/LOCATION"}
+var eventHeader = []string{"TIME", "TYPE", "CLIENT", "DETECTION", "REASON", "METHOD", "PATH", "RULE/LOCATION"}
 
 func eventRow(e *eventView) []string {
 	client := e.Client
@@ -204,8 +222,15 @@ func eventRow(e *eventView) []string {
 	case e.Rule == "":
 		where = e.Location
 	}
+	path := e.Path
+	switch {
+	case path == "":
+		path = e.Route // an event from before routes had names
+	case e.Route != "" && e.Route != "default":
+		path = e.Route + ":" + path // the route that matched, when there are routes
+	}
 	return []string{formatTime(e.Time), clean(e.Type, maxCell), clean(client, maxCell), clean(e.Detection, maxCell),
-		clean(e.Reason, maxCell), clean(e.Method, 16), clean(e.Route, maxCell), clean(where, maxCell)}
+		clean(e.Reason, maxCell), clean(e.Method, 16), clean(path, maxCell), clean(where, maxCell)}
 }
 
 func writeEvents(w io.Writer, evs []event) error {
@@ -242,7 +267,31 @@ func writeStatus(w io.Writer, s *statusView) error {
 	for _, e := range s.Chain {
 		row(tw, clean(e.Name, maxCell), clean(e.Mode, maxCell))
 	}
+	if len(s.Upstreams) > 0 {
+		fmt.Fprintln(tw)
+		row(tw, "ROUTE", "INSTANCE", "STATE", "IN FLIGHT", "REQUESTS", "FAILURES", "LAST ERROR")
+		for _, u := range s.Upstreams {
+			for _, in := range u.Instances {
+				row(tw, clean(u.Route, maxCell), clean(in.Instance, maxCell), clean(in.State, maxCell), strconv.FormatInt(in.InFlight, 10),
+					strconv.FormatUint(in.Requests, 10), strconv.FormatUint(in.Failures, 10), dash(clean(in.LastError, maxCell)))
+			}
+		}
+	}
+	if len(s.Feeds) > 0 {
+		fmt.Fprintln(tw)
+		row(tw, "FEED", "MODE", "ENTRIES", "LAST ERROR")
+		for _, f := range s.Feeds {
+			row(tw, clean(f.Feed, maxCell), clean(f.Mode, maxCell), strconv.Itoa(f.Entries), dash(clean(f.LastError, maxCell)))
+		}
+	}
 	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func writeSummary(w io.Writer, s *summaryView) error {

@@ -5,10 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-
 	"github.com/rampartgw/rampart/detections"
 	"github.com/rampartgw/rampart/gateway"
+	"github.com/rampartgw/rampart/record"
 )
 
 // emitSample stores one event of each type, a minute apart from base, with
@@ -16,19 +15,19 @@ import (
 // two of them.
 func emitSample(sink gateway.EventSink, base time.Time) {
 	at := func(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
-	for _, e := range []gateway.Event{
-		{Time: at(0), Type: gateway.EventRequestBlocked, RequestID: "req-0001", Client: "203.0.113.7", ClientIP: "203.0.113.7",
+	for _, e := range []record.Event{
+		{Time: at(0), Type: record.EventRequestBlocked, RequestID: "req-0001", Client: "203.0.113.7", ClientIP: "203.0.113.7",
 			Detection: "rate_limit", Reason: "rate_limited", Mode: "enforce", Method: "POST", Route: "/api/login", Status: 429},
-		{Time: at(1), Type: gateway.EventWouldBlock, RequestID: "req-0002", Client: "2001:db8:1:2::/64", ClientIP: "2001:db8:1:2::5",
+		{Time: at(1), Type: record.EventWouldBlock, RequestID: "req-0002", Client: "2001:db8:1:2::/64", ClientIP: "2001:db8:1:2::5",
 			Detection: "payload", Reason: "sqli", Rule: "942100", Location: "query:id", Mode: "monitor", Method: "GET", Route: "/api/search"},
-		{Time: at(2), Type: gateway.EventRequestBlocked, RequestID: "req-0003", Client: "198.51.100.23", ClientIP: "198.51.100.23",
+		{Time: at(2), Type: record.EventRequestBlocked, RequestID: "req-0003", Client: "198.51.100.23", ClientIP: "198.51.100.23",
 			Detection: "payload", Reason: "xss", Rule: "941100", Location: "query:\x1b[31mq", Mode: "enforce", Method: "GET",
 			Route: "/api/items/\u009b2J", Status: 403},
-		{Time: at(3), Type: gateway.EventClientBlocklisted, Client: "203.0.113.7", Detection: "rate_limit", Reason: "rate_limited", BanFor: "9m58s"},
-		{Time: at(4), Type: gateway.EventDetectionFailed, RequestID: "req-0005", Client: "192.0.2.44", ClientIP: "192.0.2.44",
+		{Time: at(3), Type: record.EventClientBlocklisted, Client: "203.0.113.7", Detection: "rate_limit", Reason: "rate_limited", BanFor: "9m58s"},
+		{Time: at(4), Type: record.EventDetectionFailed, RequestID: "req-0005", Client: "192.0.2.44", ClientIP: "192.0.2.44",
 			Detection: "enumeration", Reason: "store", Error: "store: i/o timeout", Method: "GET", Route: "/api/users/42"},
-		{Time: at(5), Type: gateway.EventClientUnbanned, Client: "203.0.113.9", Detection: "admin", Reason: "admin_api"},
-		{Time: at(6).Add(500 * time.Millisecond), Type: gateway.EventRequestBlocked, RequestID: "req-0007", Client: "203.0.113.7",
+		{Time: at(5), Type: record.EventClientUnbanned, Client: "203.0.113.9", Detection: "admin", Reason: "admin_api"},
+		{Time: at(6).Add(500 * time.Millisecond), Type: record.EventRequestBlocked, RequestID: "req-0007", Client: "203.0.113.7",
 			ClientIP: "203.0.113.7", Detection: "user_agent", Reason: "bad_user_agent", Rule: "sqlmap", Location: "header:User-Agent",
 			Mode: "enforce", Method: "GET", Route: "/api/" + strings.Repeat("very-long-segment/", 6), Status: 403},
 	} {
@@ -48,13 +47,13 @@ func seededFixture(t *testing.T) *fixture {
 		},
 	})
 	ctx := t.Context()
-	q := &detections.StateQuery{RateLimit: redis_rate.PerMinute(60), InvalidWindow: time.Minute, CountInvalid: true}
+	q := &detections.StateQuery{RateLimit: detections.PerMinute(60), InvalidWindow: time.Minute, CountInvalid: true}
 	for range 3 {
 		if _, err := f.store.Check(ctx, "203.0.113.7", q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	bans := []detections.BanRequest{
+	bans := []record.BanRequest{
 		{Client: "203.0.113.7", Reason: "rate_limited", Detection: "rate_limit", Duration: 598 * time.Second, Replica: "replica-a"},
 		{Client: "2001:db8:1:2::/64", Reason: "sqli", Detection: "payload", Duration: 36 * time.Hour, Replica: "replica-b"},
 	}

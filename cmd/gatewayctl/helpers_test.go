@@ -16,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartgw/rampart/admin"
 	"github.com/rampartgw/rampart/detections"
 	"github.com/rampartgw/rampart/gateway"
+	"github.com/rampartgw/rampart/record"
 	"github.com/rampartgw/rampart/store"
+	"github.com/rampartgw/rampart/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the current output")
@@ -36,7 +39,7 @@ var clock = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 type fixture struct {
 	url    string
 	store  *store.Memory
-	events *gateway.MemoryEventLog
+	events *store.MemoryEvents
 	gw     *gateway.Gateway
 }
 
@@ -46,7 +49,7 @@ type fixtureOptions struct {
 	chain    []detections.Entry
 	noEvents bool // the event log is disabled (events.enabled: false)
 	// adminStore wraps the store the admin API sees (outage tests).
-	adminStore func(gateway.AdminStore) gateway.AdminStore
+	adminStore func(admin.Store) admin.Store
 	// wrap wraps the admin listener's handler (outage tests).
 	wrap func(http.Handler) http.Handler
 }
@@ -61,20 +64,19 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	metrics := gateway.NewMetrics()
-	evlog := gateway.NewMemoryEventLog(1000, metrics)
+	evlog := store.NewMemoryEvents(1000, metrics)
 	cfg := gateway.DefaultConfig()
 	cfg.Replica = "replica-a"
-	opts := gateway.Options{Store: st, Metrics: metrics}
-	var adminEvents gateway.EventLog
+	opts := gateway.Options{Store: st, Metrics: metrics, Clock: o.now}
+	var adminEvents admin.EventLog
 	if !o.noEvents {
 		opts.Events, adminEvents = evlog, evlog
 	}
-	never := func(netip.Addr) bool { return false }
-	g, err := gateway.New(cfg, &gateway.Policy{Chain: chain, Exempt: never, Protected: never}, opts)
+	g, err := gateway.New(cfg, &gateway.Policy{Chain: chain}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ast gateway.AdminStore = st
+	var ast admin.Store = st
 	if o.adminStore != nil {
 		ast = o.adminStore(st)
 	}
@@ -86,9 +88,9 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		token = ""
 	}
 	mux := http.NewServeMux()
-	health := gateway.NewHealth(g)
+	health := admin.NewHealth(g)
 	health.Register(mux)
-	gateway.NewAdmin(g, health, ast, adminEvents, token, slog.New(slog.DiscardHandler)).Register(mux)
+	admin.New(g, health, ast, adminEvents, token, slog.New(slog.DiscardHandler)).Register(mux)
 	var h http.Handler = mux
 	if o.wrap != nil {
 		h = o.wrap(mux)
@@ -145,16 +147,16 @@ func (d blockPath) Inspect(_ context.Context, r *detections.Request) (detections
 }
 
 // failingStore is the admin API's store during a Redis outage.
-type failingStore struct{ gateway.AdminStore }
+type failingStore struct{ admin.Store }
 
 var errOutage = errors.New("dial tcp 10.0.0.9:6379: connect: connection refused")
 
-func (failingStore) ListBans(context.Context, int) ([]detections.Ban, error) {
+func (failingStore) ListBans(context.Context, int) ([]record.Ban, error) {
 	return nil, errOutage
 }
 
-func (failingStore) GetBan(context.Context, string) (detections.Ban, bool, error) {
-	return detections.Ban{}, false, errOutage
+func (failingStore) GetBan(context.Context, string) (record.Ban, bool, error) {
+	return record.Ban{}, false, errOutage
 }
 
 // golden compares got with testdata/name.golden byte for byte; with
@@ -201,13 +203,7 @@ func (b *syncBuffer) String() string {
 // waitFor polls cond until it holds or a few seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, cond, "%s", what)
 }
 
 func countLines(s, substr string) int {

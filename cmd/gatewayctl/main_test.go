@@ -9,15 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartgw/rampart/admin"
 	"github.com/rampartgw/rampart/detections"
-	"github.com/rampartgw/rampart/gateway"
+	"github.com/rampartgw/rampart/record"
 )
 
 func TestExitCodes(t *testing.T) {
 	api := newFixture(t, fixtureOptions{})
 	disabled := newFixture(t, fixtureOptions{token: "-"})
 	noEvents := newFixture(t, fixtureOptions{noEvents: true})
-	outage := newFixture(t, fixtureOptions{adminStore: func(s gateway.AdminStore) gateway.AdminStore { return failingStore{s} }})
+	outage := newFixture(t, fixtureOptions{adminStore: func(s admin.Store) admin.Store { return failingStore{s} }})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	t.Cleanup(slow.Close)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -112,15 +113,15 @@ func TestAgainstGateway(t *testing.T) {
 		}
 	}
 
-	r := f.run(t, "events", "tail", "-type", gateway.EventRequestBlocked, "-o", "json")
+	r := f.run(t, "events", "tail", "-type", record.EventRequestBlocked, "-o", "json")
 	var evs struct {
-		Events []gateway.Event `json:"events"`
-		Count  int             `json:"count"`
+		Events []record.Event `json:"events"`
+		Count  int            `json:"count"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &evs); err != nil || r.code != exitOK {
 		t.Fatalf("exit %d, %v: %s%s", r.code, err, r.stdout, r.stderr)
 	}
-	if evs.Count != 3 || evs.Events[0].Client != attacker || evs.Events[0].Route != "/admin" || evs.Events[0].Rule != "rule_1" {
+	if evs.Count != 3 || evs.Events[0].Client != attacker || evs.Events[0].Route != "default" || evs.Events[0].Path != "/admin" || evs.Events[0].Rule != "rule_1" {
 		t.Fatalf("events %+v", evs)
 	}
 	r = f.run(t, "events", "tail", "-client", attacker)
@@ -150,7 +151,7 @@ func TestAgainstGateway(t *testing.T) {
 	if code := f.request(t, victim, http.MethodGet, "/ok"); code != http.StatusForbidden {
 		t.Fatalf("after bans add: status %d", code)
 	}
-	r = f.run(t, "events", "tail", "-client", victim, "-type", gateway.EventClientBlocklisted)
+	r = f.run(t, "events", "tail", "-client", victim, "-type", record.EventClientBlocklisted)
 	if !strings.Contains(r.stdout, "client_blocklisted  "+victim+"  admin") {
 		t.Errorf("no ban event:\n%s", r.stdout)
 	}
@@ -324,5 +325,40 @@ func TestCheck(t *testing.T) {
 	}
 	if r := f.run(t, "check", "not-a-url"); r.code != exitUsage {
 		t.Errorf("bad URL: %+v", r)
+	}
+}
+
+// TestDurationsInDays: what bans list prints ("2d") bans add accepts.
+func TestDurationsInDays(t *testing.T) {
+	f := newFixture(t, fixtureOptions{now: func() time.Time { return clock }})
+	r := f.run(t, "bans", "add", "192.0.2.6", "-for", "2d", "-reason", "days")
+	if r.code != exitOK || !strings.Contains(r.stdout, "2d") || r.stderr != "" {
+		t.Fatalf("-for 2d: %+v", r)
+	}
+	b, found, err := f.store.GetBan(t.Context(), "192.0.2.6")
+	if err != nil || !found || b.TTL != 48*time.Hour {
+		t.Errorf("ban %+v %v %v", b, found, err)
+	}
+	if r := f.run(t, "bans", "add", "192.0.2.7", "-for", "1d12h"); r.code != exitOK {
+		t.Errorf("-for 1d12h: %+v", r)
+	}
+}
+
+// TestBansRmForget: -forget also resets the client's escalation, so its
+// next automatic ban is a first offence.
+func TestBansRmForget(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	req := record.BanRequest{Client: "192.0.2.8", Reason: "r", Detection: "rate_limit", Duration: 10 * time.Minute, Escalate: true}
+	for _, args := range [][]string{{"bans", "rm", "192.0.2.8"}, {"bans", "rm", "-forget", "192.0.2.8"}} {
+		if _, err := f.store.Ban(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		if r := f.run(t, args...); r.code != exitOK {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	b, err := f.store.Ban(t.Context(), req)
+	if err != nil || b.Count != 1 || b.TTL != 10*time.Minute {
+		t.Errorf("after -forget: strike %d, ban %v, %v (want a first offence of 10m)", b.Count, b.TTL, err)
 	}
 }

@@ -12,11 +12,12 @@ Commands:
   status                       replica, store, circuit breaker, detection chain
   bans list [-limit N]         active bans, CIDR ranges first
   bans get CLIENT              one client's ban
-  bans add CLIENT [-for 1h] [-reason TEXT]
+  bans add CLIENT [-for 1h|7d] [-reason TEXT]
                                ban an IP address (IPv6: its /64) or a CIDR range
-  bans rm CLIENT               lift a ban
+  bans rm CLIENT [-forget]     lift a ban (-forget: and the ban history, resetting escalation)
   events tail [-client IP] [-detection NAME] [-type TYPE] [-since 15m] [-n 50] [-f]
                                recent security events, oldest first; -f follows
+  tls fingerprints [-top 20]   the TLS fingerprints this replica's listener saw most often
   summary [-window 1h] [-top 10]
                                event counts, top blocked clients and detections
   counters CLIENT              a client's live counters in the store

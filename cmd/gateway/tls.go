@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rampartgw/rampart/store"
+	"github.com/rampartgw/rampart/tlsconf"
+)
+
+// listenTLS puts TLS (or the PROXY protocol of a load balancer that
+// terminates TLS) on the proxy listener, and opens the plain-HTTP one.
+func (s *server) listenTLS() error {
+	t := &s.cfg.TLS
+	var tlsCfg *tls.Config // nil: a load balancer terminates TLS
+	if t.terminates() {
+		certs, err := tlsconf.LoadCertificates(t.Pairs())
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		s.certs, tlsCfg = certs, t.TLSConfig(certs)
+	}
+	opts, err := t.ListenOptions(tlsCfg, s.g.ObserveHandshake)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	l, err := tlsconf.Listen(s.ln, opts)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	s.ln = l
+	if t.terminates() {
+		// Replicas share ticket keys through Redis, so a session resumes
+		// on any of them; one process keeps its own.
+		var src tlsconf.KeySource = tlsconf.NewMemoryKeySource(t.TicketRotation, t.TicketKeysKept)
+		if r, ok := s.store.(*store.Redis); ok {
+			src = r.TicketKeys(t.TicketRotation, t.TicketKeysKept)
+		}
+		s.tickets = tlsconf.NewTicketKeys(src, t.TicketKeysKept)
+		s.tickets.Attach(l.TLSConfig())
+	}
+	if t.HTTPListen != "" {
+		if s.httpLn, err = net.Listen("tcp", t.HTTPListen); err != nil {
+			return fmt.Errorf("listening on %s (tls.http_listen): %w", t.HTTPListen, err)
+		}
+	}
+	return nil
+}
+
+// runTLS starts what TLS needs in the background: certificate polling,
+// ticket-key refreshes, and the plain-HTTP listener.
+func (s *server) runTLS(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
+	if s.certs != nil && s.cfg.TLS.ReloadInterval > 0 {
+		wg.Go(func() {
+			s.certs.Watch(ctx, s.cfg.TLS.ReloadInterval, func(err error) {
+				s.log.LogAttrs(ctx, slog.LevelWarn, "tls_certificates_reload_failed", slog.String("error", err.Error()),
+					slog.String("detail", "the previous certificates stay in use"))
+			})
+		})
+	}
+	if s.tickets != nil {
+		if err := s.tickets.Refresh(ctx); err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "tls_ticket_keys_unavailable", slog.String("error", err.Error()),
+				slog.String("detail", "sessions resume on this replica only until the store answers"))
+		}
+		wg.Go(func() {
+			s.tickets.Run(ctx, time.Minute, func(err error) {
+				s.log.LogAttrs(ctx, slog.LevelWarn, "tls_ticket_keys_unavailable", slog.String("error", err.Error()))
+			})
+		})
+	}
+	if s.httpLn == nil {
+		return
+	}
+	if s.cfg.TLS.HTTPMode == "serve" {
+		go func() { errc <- s.g.Serve(s.httpLn) }()
+		return
+	}
+	s.httpSrv = &http.Server{Handler: redirectHandler(s.cfg.Listen), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	go func() {
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("plain-HTTP listener: %w", err)
+		}
+	}()
+}
+
+// redirectHandler sends every plain-HTTP request to the same URL over
+// HTTPS (308 keeps the method and the body).
+func redirectHandler(tlsListen string) http.Handler {
+	_, port, _ := net.SplitHostPort(tlsListen)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host == "" || strings.ContainsAny(host, "/\\@") {
+			http.Error(w, `{"error":"Bad Request"}`, http.StatusBadRequest)
+			return
+		}
+		if port != "" && port != "443" {
+			host = net.JoinHostPort(host, port)
+		}
+		w.Header().Set("Location", "https://"+host+r.URL.RequestURI())
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+}
+
+// reloadCertificates re-reads the certificate files (SIGHUP).
+func (s *server) reloadCertificates(ctx context.Context) {
+	if s.certs == nil {
+		return
+	}
+	if err := s.certs.Reload(); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "tls_certificates_reload_failed", slog.String("error", err.Error()),
+			slog.String("detail", "the previous certificates stay in use"))
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tls_certificates_reloaded", slog.Int("pairs", len(s.cfg.TLS.Pairs())))
+}
