@@ -1,4 +1,4 @@
-//go:build e2e
+//go:build e2e || cluster
 
 package e2e
 
@@ -9,10 +9,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,125 +21,50 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rampartgw/rampart/testutil"
 )
 
-// proc is one child process whose output goes to a log file.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveBuilds()
+	os.Exit(code)
+}
+
+// proc is one child process (testutil.Proc) whose output goes to a log
+// file in the cluster's directory.
 type proc struct {
+	*testutil.Proc
 	name string
 	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
 }
 
 // startProc starts bin with args and exactly env (plus PATH and HOME). The
 // child dies with the test binary (Pdeathsig), so a crashed or timed-out
-// run leaves nothing behind.
+// run leaves nothing behind. It is not tied to t, which may be a subtest
+// restarting a replica: the cluster's shutdown stops it and shows the end
+// of its log when the test failed.
 func startProc(t *testing.T, dir, name, bin string, args, env []string) *proc {
 	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := testutil.Launch(testutil.Spec{Name: name, Binary: bin, Args: args, Env: env, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p
+	return &proc{Proc: p, name: name, log: p.LogPath()}
 }
 
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *proc) running() bool { return p != nil && p.Running() }
 
-// signal sends sig and waits up to wait for the process to end; past that it
+// stop sends sig and waits up to wait for the process to end; past that it
 // is killed.
 func (p *proc) stop(sig syscall.Signal, wait time.Duration) {
-	if p == nil || !p.running() {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(wait):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if p != nil {
+		p.Stop(sig, wait)
 	}
 }
 
 // tail returns the last n lines of the process's log.
-func (p *proc) tail(n int) string {
-	data, err := os.ReadFile(p.log)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	for i, l := range lines {
-		if len(l) > 300 {
-			lines[i] = l[:300] + "…"
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root not found from %s: %v", root, err)
-	}
-	return root
-}
-
-// buildBinaries builds the gateway and the demo upstream as the Dockerfile
-// does (static, trimmed) into dir.
-func buildBinaries(t *testing.T, dir string) {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is not on PATH: %v", err)
-	}
-	cmd := exec.Command(goBin, "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./cmd/gateway", "./cmd/demo-upstream")
-	cmd.Dir = moduleRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-}
+func (p *proc) tail(n int) string { return p.Tail(n) }
 
 func lookTool(t *testing.T, name, pkg string) string {
 	t.Helper()
@@ -174,6 +97,9 @@ type cluster struct {
 	redisPort                      int
 	redisDir                       string
 	redis                          *proc
+	// redisURL, when set, is an external store (a Cluster or Sentinel the
+	// test started) instead of the cluster's own redis-server.
+	redisURL string
 
 	upstreamPort int
 	upstream     *proc
@@ -184,11 +110,39 @@ type cluster struct {
 	lb                *proc
 
 	admin *http.Client
+	// config is the gateways' file: deploy/rampart.yaml plus what the
+	// cluster adds (see clusterConfig).
+	config string
 }
+
+// testBudget is what the e2e gateways add to deploy/rampart.yaml: a Redis
+// timeout and a breaker budget that a loaded 2-core CI box meets, so tests
+// that assert exact limits never see a store call fail open. (The outage
+// tests use the production defaults instead.)
+const testBudget = `
+redis:
+  timeout: 2s
+  breaker_failures: 1000
+`
 
 func newCluster(t *testing.T, replicas int) *cluster {
 	t.Helper()
+	return newClusterWith(t, replicas, func(base string) string { return base + testBudget })
+}
+
+// newClusterWith starts a cluster whose gateways read deploy/rampart.yaml
+// as edit rewrites it.
+func newClusterWith(t *testing.T, replicas int, edit func(base string) string) *cluster {
+	t.Helper()
+	return newClusterOn(t, replicas, "", edit)
+}
+
+// newClusterOn starts a cluster whose gateways use the store at redisURL
+// ("": a redis-server of its own).
+func newClusterOn(t *testing.T, replicas int, redisURL string, edit func(base string) string) *cluster {
+	t.Helper()
 	c := &cluster{
+		redisURL:   redisURL,
 		t:          t,
 		dir:        t.TempDir(),
 		redisBin:   lookTool(t, "redis-server", "redis-server"),
@@ -196,12 +150,17 @@ func newCluster(t *testing.T, replicas int) *cluster {
 		haproxyBin: lookTool(t, "haproxy", "haproxy"),
 		admin:      &http.Client{Timeout: 5 * time.Second},
 	}
-	c.bin = filepath.Join(c.dir, "bin")
 	c.redisDir = filepath.Join(c.dir, "redis")
-	for _, d := range []string{c.bin, c.redisDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.MkdirAll(c.redisDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(filepath.Join(testutil.ModuleRoot(t), "deploy", "rampart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.config = filepath.Join(c.dir, "rampart.yaml")
+	if err := os.WriteFile(c.config, []byte(edit(string(base))), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	var tok [16]byte
 	_, _ = rand.Read(tok[:])
@@ -209,29 +168,33 @@ func newCluster(t *testing.T, replicas int) *cluster {
 
 	t.Cleanup(c.shutdown)
 	start := time.Now()
-	buildBinaries(t, c.bin)
+	// As the Dockerfile builds them (static, trimmed); once per test binary.
+	c.bin = testutil.BuildBinaries(t, testutil.ModuleRoot(t), "./cmd/gateway", "./cmd/demo-upstream")
 	t.Logf("built gateway and demo-upstream in %v", time.Since(start).Round(time.Millisecond))
 
-	c.redisPort = freePort(t)
-	c.startRedis(t)
-	c.upstreamPort = freePort(t)
+	if c.redisURL == "" {
+		c.redisPort = testutil.FreePort(t)
+		c.startRedis(t)
+		c.redisURL = "redis://127.0.0.1:" + strconv.Itoa(c.redisPort) + "/0"
+	}
+	c.upstreamPort = testutil.FreePort(t)
 	c.upstream = startProc(t, c.dir, "upstream", filepath.Join(c.bin, "demo-upstream"),
 		[]string{"-listen", "127.0.0.1:" + strconv.Itoa(c.upstreamPort)}, nil)
 	waitFor(t, 10*time.Second, "demo upstream", func() error {
 		return httpStatus(c.admin, "http://127.0.0.1:"+strconv.Itoa(c.upstreamPort)+"/api/endpoint", 200)
 	})
 	for i := 1; i <= replicas; i++ {
-		g := &gw{name: "gw" + strconv.Itoa(i), port: freePort(t), adminPort: freePort(t)}
+		g := &gw{name: "gw" + strconv.Itoa(i), port: testutil.FreePort(t), adminPort: testutil.FreePort(t)}
 		c.gws = append(c.gws, g)
 		c.startGateway(t, g)
 	}
 	for _, g := range c.gws {
 		c.waitGatewayReady(t, g)
 	}
-	c.lbPort, c.statsPort = freePort(t), freePort(t)
+	c.lbPort, c.statsPort = testutil.FreePort(t), testutil.FreePort(t)
 	c.startHAProxy(t)
-	t.Logf("cluster up in %v: redis :%d, upstream :%d, %s, haproxy :%d (stats :%d)",
-		time.Since(start).Round(time.Millisecond), c.redisPort, c.upstreamPort, c.describeGateways(), c.lbPort, c.statsPort)
+	t.Logf("cluster up in %v: redis %s, upstream :%d, %s, haproxy :%d (stats :%d)",
+		time.Since(start).Round(time.Millisecond), c.redisURL, c.upstreamPort, c.describeGateways(), c.lbPort, c.statsPort)
 	return c
 }
 
@@ -272,11 +235,12 @@ func (c *cluster) startRedis(t *testing.T) {
 func (c *cluster) startGateway(t *testing.T, g *gw) {
 	t.Helper()
 	env := []string{
-		"GATEWAY_CONFIG=" + filepath.Join(moduleRoot(t), "deploy", "rampart.yaml"),
+		"GATEWAY_CONFIG=" + c.config,
+		"GATEWAY_BANS_SNAPSHOT_FILE=" + filepath.Join(c.dir, g.name+".bans"),
 		"GATEWAY_LISTEN=127.0.0.1:" + strconv.Itoa(g.port),
 		"GATEWAY_ADMIN_LISTEN=127.0.0.1:" + strconv.Itoa(g.adminPort),
 		"GATEWAY_UPSTREAM=http://127.0.0.1:" + strconv.Itoa(c.upstreamPort),
-		"REDIS_URL=redis://127.0.0.1:" + strconv.Itoa(c.redisPort) + "/0",
+		"REDIS_URL=" + c.redisURL,
 		// HAProxy connects from 127.0.0.1; every client uses another 127.x
 		// address, so only the LB's forwarding headers are believed.
 		"GATEWAY_TRUSTED_PROXIES=127.0.0.1/32",
@@ -290,7 +254,7 @@ func (c *cluster) waitGatewayReady(t *testing.T, g *gw) {
 	t.Helper()
 	waitFor(t, 15*time.Second, g.name+" ready", func() error {
 		if !g.p.running() {
-			return errStop{fmt.Errorf("%s exited: %v\n%s", g.name, g.p.err, g.p.tail(20))}
+			return testutil.Permanent(fmt.Errorf("%s exited: %v\n%s", g.name, g.p.Err(), g.p.tail(20)))
 		}
 		return httpStatus(c.admin, g.adminURL()+"/readyz?strict=1", 200)
 	})
@@ -307,7 +271,7 @@ func (c *cluster) restartGateway(t *testing.T, g *gw, sig syscall.Signal) {
 
 func (c *cluster) startHAProxy(t *testing.T) {
 	t.Helper()
-	src := filepath.Join(moduleRoot(t), "deploy", "haproxy", "haproxy.cfg")
+	src := filepath.Join(testutil.ModuleRoot(t), "deploy", "haproxy", "haproxy.cfg")
 	var servers []haproxyServer
 	for _, g := range c.gws {
 		servers = append(servers, haproxyServer{name: g.name, port: g.port, checkPort: g.adminPort})
@@ -323,7 +287,7 @@ func (c *cluster) startHAProxy(t *testing.T) {
 	c.lb = startProc(t, c.dir, "haproxy", c.haproxyBin, []string{"-db", "-f", path}, nil)
 	waitFor(t, 15*time.Second, "haproxy: every gateway UP", func() error {
 		if !c.lb.running() {
-			return errStop{fmt.Errorf("haproxy exited: %v\n%s", c.lb.err, c.lb.tail(20))}
+			return testutil.Permanent(fmt.Errorf("haproxy exited: %v\n%s", c.lb.Err(), c.lb.tail(20)))
 		}
 		st, err := c.lbStats()
 		if err != nil {
@@ -465,55 +429,11 @@ func (c *cluster) metric(g *gw, series string) float64 {
 	return 0
 }
 
-// failOpen returns the clients whose check by detection failed open on a
-// store error (the gateways' detection_failed events), with counts. A
-// client allowed past a limit must be one of them.
-func (c *cluster) failOpen(detection string) map[string]int {
-	out := map[string]int{}
-	for _, g := range c.gws {
-		f, err := os.Open(g.p.log)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			if !bytes.Contains(line, []byte(`"detection_failed"`)) {
-				continue
-			}
-			var ev struct {
-				Msg       string `json:"msg"`
-				Detection string `json:"detection"`
-				ClientIP  string `json:"client_ip"`
-			}
-			if json.Unmarshal(line, &ev) == nil && ev.Msg == "detection_failed" && ev.Detection == detection {
-				out[ev.ClientIP]++
-			}
-		}
-		f.Close()
-	}
-	return out
-}
-
-// errStop makes waitFor give up at once.
-type errStop struct{ error }
-
-// waitFor retries f every 50 ms until it returns nil, or fails the test.
+// waitFor retries f every 50 ms until it returns nil, or fails the test;
+// an error wrapped by testutil.Permanent fails it at once.
 func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		var stop errStop
-		if errors.As(err, &stop) || time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.EventuallyErr(t, timeout, 50*time.Millisecond, f, "%s", what)
 }
 
 func httpStatus(c *http.Client, url string, want int) error {
@@ -527,4 +447,51 @@ func httpStatus(c *http.Client, url string, want int) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// The prototype's policy, as deploy/rampart.yaml configures it.
+const (
+	rateBurst    = 5                // requests allowed at once per client
+	rateEvery    = 12 * time.Second // then one more every 12 s
+	banAfter     = 10               // refusals within a minute that ban
+	invalidLimit = 5                // invalid answers before the ban
+)
+
+// summary collects the numbers printed at the end.
+type summary struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (s *summary) add(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, fmt.Sprintf(format, args...))
+}
+
+func (s *summary) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
+// storeFailures sums the replicas' failed check calls: each is a request
+// that did not get the shared limit (fail-open or the per-replica
+// fallback). With the test budget it must stay 0.
+func (c *cluster) storeFailures() int {
+	n := 0.0
+	for _, g := range c.gws {
+		n += c.metric(g, `rampart_store_errors_total{op="check"}`)
+	}
+	return int(n)
+}
+
+func (c *cluster) storeFailureDetail() string {
+	var parts []string
+	for _, g := range c.gws {
+		parts = append(parts, fmt.Sprintf("%s: %.0f failed checks, %.0f rate_limit bypassed", g.name,
+			c.metric(g, `rampart_store_errors_total{op="check"}`),
+			c.metric(g, `rampart_detection_errors_total{detection="rate_limit",kind="store"}`)))
+	}
+	return strings.Join(parts, "; ")
 }
