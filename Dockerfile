@@ -26,7 +26,9 @@ RUN for p in std github.com/labstack/echo/v4 github.com/redis/go-redis/v9 \
         go build -trimpath "$p" 2>/dev/null || echo "cache warm-up: $p skipped"; \
     done
 COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/gateway ./cmd/gatewayctl ./cmd/demo-upstream
+# gateway -version prints it (make docker passes the git description).
+ARG VERSION=dev
+RUN go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/ ./cmd/gateway ./cmd/gatewayctl ./cmd/demo-upstream
 
 # The demo API the compose stack puts behind the gateway. gatewayctl comes
 # along only as a shell-free HTTP probe for the compose healthcheck.
@@ -40,6 +42,8 @@ CMD ["-listen", ":5000"]
 # The gateway: distroless/static has CA certificates, tzdata and a nonroot
 # user (65532), and no shell. The last stage is the default target.
 FROM gcr.io/distroless/static-debian12:nonroot AS gateway
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="rampart-gateway" org.opencontainers.image.version="${VERSION}"
 COPY --from=build /out/gateway /out/gatewayctl /usr/local/bin/
 USER 65532:65532
 # 8080: the proxy. 9090: health, metrics and the admin API; the gateway binds

@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # make bench-detect: detection and false-positive rates of the payload
-# analysers on the labelled development corpus, measured end to end through
-# the running gateway (default configuration, X-Forwarded-For trusted from
-# 127.0.0.1, in-memory store), then the analysers' Go benchmarks.
+# analyzers on both labelled development corpora, measured end to end
+# through the running gateway (default configuration, X-Forwarded-For
+# trusted from 127.0.0.1, in-memory store), then the analyzers' Go
+# benchmarks.
 #
-# Prints wafeval's per-category table and its summary line
+# For each corpus it prints wafeval's per-category table (detection rate for
+# attack categories, false-positive rate for benign ones) and its summary
+# line
 #   tpr=… fpr=… balanced=… n=…
 # then `go test -bench` for detections/payload and detections/normalize.
 #
-# Needs ../shared beside the repository (the corpus and the wafeval runner).
-# Knobs (env): GATEWAY_PORT, UPSTREAM_PORT, ADMIN_PORT (free ports are
-# picked otherwise), CORPUS (default ../shared/corpus/dev.jsonl.gz),
-# WAFEVAL_ARGS (extra runner flags, e.g. "-sources mgm,crs -max-pl 1"),
-# BENCHTIME (go test -benchtime, default 1s), SKIP_BENCH=1 (corpus only).
+# Needs ../shared beside the repository (the corpora and the wafeval
+# runner), or SHARED pointing at it. Knobs (env): GATEWAY_PORT,
+# UPSTREAM_PORT, ADMIN_PORT (free ports are picked otherwise), CORPORA
+# (space-separated files; default dev.jsonl.gz and dev-extra.jsonl.gz of
+# $SHARED/corpus), CORPUS (one file, for compatibility), WAFEVAL_ARGS (extra
+# runner flags, e.g. "-sources mgm,crs -max-pl 1"), BENCHTIME (go test
+# -benchtime, default 1s), SKIP_BENCH=1 (corpora only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-shared=$(cd "$root/.." && pwd)/shared
+shared=${SHARED:-$(cd "$root/.." && pwd)/shared}
 cd "$root"
 
-CORPUS=${CORPUS:-$shared/corpus/dev.jsonl.gz}
-[ -f "$CORPUS" ] || { echo "bench-detect: corpus not found at $CORPUS (clone shared/ beside the repository)" >&2; exit 1; }
+CORPORA=${CORPORA:-${CORPUS:-$shared/corpus/dev.jsonl.gz $shared/corpus/dev-extra.jsonl.gz}}
+for c in $CORPORA; do
+  [ -f "$c" ] || { echo "bench-detect: corpus not found at $c (clone shared/ beside the repository, or set SHARED)" >&2; exit 1; }
+done
 [ -d "$shared/tools/wafeval" ] || { echo "bench-detect: $shared/tools/wafeval not found" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/rampart-bench-detect.XXXXXX)
@@ -76,18 +83,21 @@ pids+=($!)
 wait_http "http://127.0.0.1:$UP"
 wait_http "http://127.0.0.1:$GW"
 
-echo "bench-detect: corpus $CORPUS through 127.0.0.1:$GW" >&2
-# shellcheck disable=SC2086 # WAFEVAL_ARGS is a list of flags.
-"$work/wafeval" -url "http://127.0.0.1:$GW" -corpus "$CORPUS" -max-duration 10m ${WAFEVAL_ARGS:-} || {
-  status=$?
-  echo "bench-detect: wafeval exited with $status; gateway log:" >&2
-  tail -20 "$work/gateway.log" >&2
-  exit "$status"
-}
+for c in $CORPORA; do
+  echo
+  echo "== $(basename "$c") through 127.0.0.1:$GW"
+  # shellcheck disable=SC2086 # WAFEVAL_ARGS is a list of flags.
+  "$work/wafeval" -url "http://127.0.0.1:$GW" -corpus "$c" -max-duration 10m ${WAFEVAL_ARGS:-} || {
+    status=$?
+    echo "bench-detect: wafeval exited with $status on $c; gateway log:" >&2
+    tail -20 "$work/gateway.log" >&2
+    exit "$status"
+  }
+done
 
 if [ "${SKIP_BENCH:-}" = 1 ]; then
   exit 0
 fi
 echo
-echo "bench-detect: analyser benchmarks (go test -bench, -benchtime ${BENCHTIME:-1s})" >&2
+echo "bench-detect: analyzer benchmarks (go test -bench, -benchtime ${BENCHTIME:-1s})" >&2
 go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" ./detections/payload/ ./detections/normalize/

@@ -5,7 +5,8 @@
 # this host. The committed Dockerfile and compose file stay the standard ones
 # that run unchanged wherever a registry is reachable.
 #
-#   bash scripts/compose/standins.sh            # prepare the images
+#   bash scripts/compose/standins.sh [COMPOSE-FILE...]  # prepare the images
+#   bash scripts/compose/standins.sh --build IMAGE      # build one stand-in
 #   source scripts/compose/standins.sh; ensure_images; echo "$STANDINS"
 #
 # Stand-ins are built FROM scratch (no image is needed to start from):
@@ -19,12 +20,23 @@
 #   haproxy:*                     Debian's haproxy with its libraries, user
 #                                 haproxy (99), /usr/local/etc/haproxy; the
 #                                 image's entrypoint semantics (-W -db)
+#   prom/prometheus:*             Debian's prometheus and promtool (package
+#                                 prometheus) with their libraries and web
+#                                 assets, busybox, user nobody (65534),
+#                                 /prometheus; the image's entrypoint and
+#                                 default command
+# There is none for grafana/grafana-oss (Grafana is not packaged in Debian):
+# it is reported in MISSING.
 # They need, on the host: /usr/local/go, busybox (Debian busybox-static),
-# redis-server + redis-tools, haproxy. Each carries the label
+# redis-server + redis-tools, haproxy, prometheus. Each carries the label
 # rampart.standin=<what it was built from>.
 #
+# The images are those of docker-compose.yml, or of the compose files given
+# (bash scripts/compose/standins.sh docker-compose.yml deploy/compose/*.yml).
+#
 # Results: STANDINS (images that are stand-ins, with their source), PRESENT,
-# PULLED.
+# PULLED, MISSING (neither present, nor pulled, nor buildable here; then
+# ensure_images returns 1).
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -33,21 +45,27 @@ STANDINS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STANDINS=""
 PRESENT=""
 PULLED=""
+MISSING=""
 
 _si_log() { printf '[standins] %s\n' "$*" >&2; }
 
-# referenced_images lists the external images: every FROM of the Dockerfile
-# that is not an earlier stage, and every image: of a compose service that is
-# not built here (rampart/*).
+# referenced_images [COMPOSE-FILE...] lists the external images: every FROM
+# of the Dockerfile that is not an earlier stage, and every image: of a
+# compose service that is not built here (rampart/*), in docker-compose.yml
+# or the files given (relative to the repository root, or absolute).
 referenced_images() {
-	local root=$STANDINS_ROOT
+	local root=$STANDINS_ROOT f
 	awk 'toupper($1) == "FROM" {
 		img = $2; for (i = 2; i <= NF; i++) if (substr($i, 1, 2) == "--") img = $(i+1)
 		if (!(img in stage)) print img
 		for (i = 1; i <= NF; i++) if (toupper($i) == "AS") stage[$(i+1)] = 1
 	}' "$root/Dockerfile"
-	sed -n 's/^[[:space:]]*image:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$root/docker-compose.yml" |
-		tr -d "\"'" | grep -v '^rampart/'
+	[ "$#" -gt 0 ] || set -- docker-compose.yml
+	for f in "$@"; do
+		case "$f" in /*) ;; *) f=$root/$f ;; esac
+		sed -n 's/^[[:space:]]*image:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$f" |
+			tr -d "\"'" | { grep -v '^rampart/' || true; }
+	done
 }
 
 # copy_bin ROOTFS SRC DST copies a dynamically linked program and every
@@ -226,7 +244,45 @@ EOF
 	echo "Debian haproxy $ver + busybox"
 }
 
-# ensure_image NAME: present, pulled, or a stand-in.
+standin_prometheus() {
+	local name=$1 tmp rootfs ver
+	tmp=$(mktemp -d)
+	rootfs=$tmp/rootfs
+	if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+		_si_log "prometheus/promtool missing: apt-get install prometheus"
+		return 1
+	fi
+	ver=$(prometheus --version 2>&1 | sed -n '1s/^prometheus, version \([^ ]*\).*/\1/p')
+	add_busybox "$rootfs"
+	base_etc "$rootfs" "root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/home:/bin/false" "root:x:0:
+nobody:x:65534:"
+	copy_bin "$rootfs" "$(command -v prometheus)" /bin/prometheus
+	copy_bin "$rootfs" "$(command -v promtool)" /bin/promtool
+	# Debian's build serves its web assets from /usr/share/prometheus/web
+	# (its --web.local-assets default); the official image keeps the
+	# console templates and libraries under /usr/share/prometheus too.
+	mkdir -p "$rootfs/usr/share/prometheus" "$rootfs/etc/prometheus" "$rootfs/prometheus"
+	if [ -d /usr/share/prometheus ]; then cp -a /usr/share/prometheus/. "$rootfs/usr/share/prometheus/"; fi
+	for d in consoles console_libraries; do
+		mkdir -p "$rootfs/usr/share/prometheus/$d"
+		if [ -d "/etc/prometheus/$d" ]; then cp -a "/etc/prometheus/$d/." "$rootfs/usr/share/prometheus/$d/"; fi
+	done
+	# The official image's default configuration: Prometheus scraping itself.
+	printf '%s\n' "global:" "  scrape_interval: 15s" "scrape_configs:" "  - job_name: prometheus" \
+		"    static_configs:" '      - targets: ["localhost:9090"]' >"$rootfs/etc/prometheus/prometheus.yml"
+	chown 65534:65534 "$rootfs/prometheus"
+	build_from_rootfs "$name" "$rootfs" "Debian prometheus $ver + busybox" \
+		"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+		"USER nobody" "WORKDIR /prometheus" "VOLUME /prometheus" "EXPOSE 9090" \
+		'ENTRYPOINT ["/bin/prometheus"]' \
+		'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.console.libraries=/usr/share/prometheus/console_libraries", "--web.console.templates=/usr/share/prometheus/consoles"]'
+	rm -rf "$tmp"
+	echo "Debian prometheus $ver + busybox"
+}
+
+# ensure_image NAME: present, pulled, or a stand-in; else it is added to
+# MISSING and the result is 1.
 ensure_image() {
 	local name=$1 label how
 	if docker image inspect "$name" >/dev/null 2>&1; then
@@ -243,26 +299,48 @@ ensure_image() {
 		return 0
 	fi
 	_si_log "$name: not present and cannot be pulled; building a local stand-in"
-	case "$name" in
-		golang:*) how=$(standin_golang "$name") ;;
-		gcr.io/distroless/static*) how=$(standin_distroless "$name") ;;
-		redis:*) how=$(standin_redis "$name") ;;
-		haproxy:*) how=$(standin_haproxy "$name") ;;
-		*) _si_log "$name: no stand-in recipe"; return 1 ;;
+	# In a process of its own: there errexit holds in every step of the
+	# recipe, which it would not in the condition of this if.
+	if how=$(bash "$STANDINS_ROOT/scripts/compose/standins.sh" --build "$name"); then
+		STANDINS+="$name  (stand-in, built now: $how)"$'\n'
+		return 0
+	fi
+	MISSING+="$name"$'\n'
+	return 1
+}
+
+# build_standin NAME builds the stand-in for NAME and prints what it is
+# made of; 1 when there is no recipe or the build failed.
+build_standin() {
+	case "$1" in
+		golang:*) standin_golang "$1" ;;
+		gcr.io/distroless/static*) standin_distroless "$1" ;;
+		redis:*) standin_redis "$1" ;;
+		haproxy:*) standin_haproxy "$1" ;;
+		prom/prometheus:*) standin_prometheus "$1" ;;
+		grafana/*) _si_log "$1: no stand-in (Grafana is not packaged in Debian)"; return 1 ;;
+		*) _si_log "$1: no stand-in recipe"; return 1 ;;
 	esac
-	STANDINS+="$name  (stand-in, built now: $how)"$'\n'
 }
 
+# ensure_images [COMPOSE-FILE...]: every image of the Dockerfile and of the
+# compose files (default docker-compose.yml); 1 when any is MISSING.
 ensure_images() {
-	local img
-	for img in $(referenced_images | sort -u); do
-		ensure_image "$img"
+	local img rc=0
+	for img in $(referenced_images "$@" | sort -u); do
+		ensure_image "$img" || rc=1
 	done
+	return "$rc"
 }
 
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-	ensure_images
+if [ "${BASH_SOURCE[0]}" = "$0" ] && [ "${1:-}" = --build ]; then
+	build_standin "$2"
+elif [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	rc=0
+	ensure_images "$@" || rc=1
 	[ -z "$PRESENT" ] || printf 'present:\n%s' "$PRESENT"
 	[ -z "$PULLED" ] || printf 'pulled:\n%s' "$PULLED"
 	[ -z "$STANDINS" ] || printf 'LOCAL STAND-INS (not the registry images):\n%s' "$STANDINS"
+	[ -z "$MISSING" ] || printf 'MISSING (no registry, no stand-in):\n%s' "$MISSING"
+	exit "$rc"
 fi
