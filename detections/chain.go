@@ -262,7 +262,11 @@ func (c *Chain) Identify(ctx context.Context, r *Request, rec Recorder) {
 // gateway fetches it all in one store round trip.
 func (c *Chain) Query(r *Request, q *StateQuery) bool {
 	for _, i := range c.queriers {
+		asked := !q.RateLimit.IsZero()
 		c.entries[i].Detection.(Querier).Query(r, q)
+		if !asked && !q.RateLimit.IsZero() {
+			q.RateEnforced = c.entries[i].Mode == ModeEnforce
+		}
 	}
 	return !q.IsZero()
 }

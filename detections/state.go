@@ -82,6 +82,11 @@ type StateQuery struct {
 	// CountInvalid also increments that counter for this request (a request
 	// to an unknown route), in the same round trip.
 	CountInvalid bool
+	// RateEnforced is set by Chain.Query when the detection that asked for
+	// RateLimit enforces: only then may a refusal be answered from a local
+	// cache (a monitor-mode limit proxies the request, so its state must
+	// stay exact).
+	RateEnforced bool
 	// Subjects is state keyed by other identities than the client IP (a
 	// token's subject, an API key, a TLS fingerprint: see KeySpec), each
 	// with its own ban; fetched in the same round trip.

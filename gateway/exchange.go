@@ -45,8 +45,10 @@ type exchange struct {
 	r     detections.Request
 	state detections.ClientState
 
-	body   bytes.Buffer
-	reader bodyReader
+	body bytes.Buffer
+	// guard is what the proxy reads the buffered body through (nil: none
+	// was handed out). See bodyGuard.
+	guard *bodyGuard
 
 	// route is the request's route (nil: none matches and there is no
 	// top-level upstream); chain is the chain it runs (the route's own or
@@ -126,9 +128,44 @@ func (w *response) Write(p []byte) (int, error) {
 // Unwrap returns the client's writer (http.ResponseController).
 func (w *response) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-type bodyReader struct{ bytes.Reader }
+// bodyGuard fences the pooled body buffer off from the upstream transport.
+// A RoundTripper may go on reading a request body after RoundTrip, and so
+// after the handler, has returned (an upstream that answers before it has
+// read the body; net/http closes the body in another goroutine). The buffer
+// is reused by the next request once the exchange is back in the pool, so
+// every reader handed to the transport goes through the guard: release
+// closes it, and from then on reads fail instead of returning another
+// request's bytes. One allocation per request with a body.
+type bodyGuard struct {
+	mu     sync.Mutex
+	closed bool
+	data   []byte     // the buffered body (in the exchange's buffer)
+	first  bodyReader // req.Body; getBody hands out more
+}
 
-func (bodyReader) Close() error { return nil }
+type bodyReader struct {
+	g *bodyGuard
+	r bytes.Reader
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.g.mu.Lock()
+	defer b.g.mu.Unlock()
+	if b.g.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.r.Read(p)
+}
+
+// Close does nothing: the bytes stay readable until the exchange is
+// released (a transport may read after Close; see ReverseProxy).
+func (b *bodyReader) Close() error { return nil }
+
+func (g *bodyGuard) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
 
 var exchangePool = sync.Pool{New: func() any {
 	ex := new(exchange)
@@ -240,7 +277,7 @@ func (ex *exchange) fetchState() *outcome {
 		}
 	}
 	refusalKey := ""
-	if !q.RateLimit.IsZero() {
+	if !q.RateLimit.IsZero() && q.RateEnforced {
 		refusalKey = r.ClientKey // the default bucket: no allocation
 		if q.RateKey != "" {
 			refusalKey = r.ClientKey + "\x00" + q.RateKey
@@ -342,17 +379,28 @@ func (ex *exchange) readBody() *outcome {
 	if ex.body.Len() > 0 {
 		ex.r.Body = ex.body.Bytes()
 	}
-	ex.reader.Reset(ex.r.Body)
-	req.Body = &ex.reader
-	req.GetBody = ex.getBody // a pool may resend it to another instance
+	g := &bodyGuard{data: ex.r.Body}
+	g.first = bodyReader{g: g}
+	g.first.r.Reset(g.data)
+	ex.guard = g
+	req.Body = &g.first
+	req.GetBody = g.getBody // a pool may resend it to another instance
 	req.ContentLength = int64(len(ex.r.Body))
 	req.TransferEncoding = nil
 	return nil
 }
 
-// getBody returns the buffered body again (http.Request.GetBody).
-func (ex *exchange) getBody() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(ex.r.Body)), nil
+// getBody returns the buffered body again (http.Request.GetBody), through
+// the same guard.
+func (g *bodyGuard) getBody() (io.ReadCloser, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, http.ErrBodyReadAfterClose
+	}
+	b := &bodyReader{g: g}
+	b.r.Reset(g.data)
+	return b, nil
 }
 
 // maxBody is the request's body limit: its route's, else max_body_bytes.
@@ -431,7 +479,7 @@ func (ex *exchange) proxyUpstream() {
 	if errors.Is(req.Context().Err(), context.Canceled) {
 		// The client went away; nobody to answer.
 		ex.out = outcome{result: resultAborted, msg: "client_gone", level: slog.LevelDebug,
-			attrs: []slog.Attr{slog.String("error", ex.upErr.Error())}}
+			attrs: []slog.Attr{slog.String("error", errorKind(ex.upErr))}}
 		return
 	}
 	status, kind := http.StatusBadGateway, "unreachable"
@@ -441,7 +489,9 @@ func (ex *exchange) proxyUpstream() {
 	}
 	g.metrics.upstreamErrors.WithLabelValues(kind).Inc()
 	ex.out = outcome{result: resultUpstreamError, status: status, msg: "upstream_error", level: slog.LevelWarn,
-		attrs: []slog.Attr{slog.String("error", ex.upErr.Error()), slog.Int("status", status), slog.String("kind", kind)}}
+		// The error's text can quote the upstream's bytes (a malformed
+		// header line: a cookie, a token): only its kind is logged.
+		attrs: []slog.Attr{slog.String("error", errorKind(ex.upErr)), slog.Int("status", status), slog.String("kind", kind)}}
 }
 
 // 7. observe shows the upstream response to the observers, once the proxy
@@ -545,13 +595,15 @@ func (ex *exchange) account() {
 
 // release returns the exchange to the pool.
 func (ex *exchange) release() {
+	if ex.guard != nil {
+		ex.guard.close() // no transport reads the buffer from here on
+	}
 	ex.r.Reset()
 	if ex.body.Cap() > maxPooledBody {
 		ex.body = bytes.Buffer{}
 	} else {
 		ex.body.Reset()
 	}
-	ex.reader.Reset(nil)
 	body, hooks := ex.body, ex.hooks
 	*ex = exchange{body: body, hooks: hooks}
 	exchangePool.Put(ex)

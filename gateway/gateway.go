@@ -257,6 +257,12 @@ func (g *Gateway) SetPolicy(p *Policy) error {
 	if err := ValidateRoutes(routeConfigs(p.Routes), g.topUpstream(p)); err != nil {
 		return err
 	}
+	for i := range p.Routes {
+		if w, up := g.cfg.Timeouts.Write, p.Routes[i].Timeouts.Upstream; w > 0 && up >= w {
+			return fmt.Errorf("routes[%d] (%s): timeouts.upstream %v must be under timeouts.write (%v), or a 504 could never be written",
+				i, p.Routes[i].Name, up, w)
+		}
+	}
 	g.runMu.Lock()
 	defer g.runMu.Unlock()
 	if err := g.compileRoutes(p); err != nil {

@@ -35,8 +35,9 @@ func TestRequestTargetForwardedAsReceived(t *testing.T) {
 		}
 	}
 	// An empty query is kept: "/echo?" stays "/echo?".
-	req := s.do(t, "GET", "/echo?", "192.0.2.82", nil)
-	req.Body.Close()
+	if e := decodeEcho(t, s.do(t, "GET", "/echo?", "192.0.2.82", nil)); e.URI != "/echo?" {
+		t.Errorf("/echo? reached the upstream as %q", e.URI)
+	}
 }
 
 // TestIdentityHeadersNeverPassThrough: headers that name the client reach

@@ -26,6 +26,7 @@ type echoed struct {
 	Header   map[string][]string `json:"header"`
 	Body     []byte              `json:"body"` // base64 in JSON: exact bytes
 	Host     string              `json:"host"`
+	URI      string              `json:"uri"` // the request target as received
 }
 
 // newUpstream answers /status/N with N, /slow with a delay, and echoes the
@@ -63,7 +64,7 @@ func newUpstream(t testing.TB) *httptest.Server {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Upstream", "yes")
-		_ = json.NewEncoder(w).Encode(echoed{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body, Host: r.Host})
+		_ = json.NewEncoder(w).Encode(echoed{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body, Host: r.Host, URI: r.RequestURI})
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -127,11 +128,15 @@ type setupOptions struct {
 	extra   []detections.Entry // appended to the chain
 	exempt  *detections.IPSet
 	shadow  *gateway.Shadow
+	// transport replaces the upstream transport (nil: the gateway's own).
+	transport http.RoundTripper
 }
 
 type option func(*setupOptions)
 
 func withShadow(sh *gateway.Shadow) option { return func(o *setupOptions) { o.shadow = sh } }
+
+func withTransport(rt http.RoundTripper) option { return func(o *setupOptions) { o.transport = rt } }
 
 func withConfig(f func(*gateway.Config)) option {
 	return func(o *setupOptions) { f(&o.cfg) }
@@ -229,7 +234,7 @@ func newSetupWithEvents(t testing.TB, st gateway.Store, events gateway.EventSink
 		level = slog.LevelInfo // as in production: allowed requests are not logged
 	}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
-	g, err := gateway.New(cfg, pol, gateway.Options{Store: st, Logger: log, Events: events})
+	g, err := gateway.New(cfg, pol, gateway.Options{Store: st, Logger: log, Events: events, Transport: o.transport})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -255,8 +255,10 @@ func cleanPath(p string) string {
 		}
 		p = strings.Join(segs, "/")
 	}
-	p = path.Clean("/" + p)
-	return strings.TrimSuffix(p, "/")
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return strings.TrimSuffix(path.Clean(p), "/") // no allocation when already clean
 }
 
 // compileRoutes builds the policy's routes: matchers, per-route limits, and

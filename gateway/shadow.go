@@ -52,6 +52,8 @@ type Shadow struct {
 	opts  ShadowOptions
 	q     chan shadowJob
 	g     *Gateway // set by SetPolicy
+	// routes are the candidate's route matchers, in order (pol.Routes).
+	routes []*route
 }
 
 type shadowJob struct {
@@ -74,7 +76,11 @@ func NewShadow(p *Policy, st Store, opts ShadowOptions) *Shadow {
 	if p.Exempt == nil {
 		p.Exempt = &detections.IPSet{}
 	}
-	return &Shadow{pol: p, store: st, opts: opts, q: make(chan shadowJob, opts.Queue)}
+	sh := &Shadow{pol: p, store: st, opts: opts, q: make(chan shadowJob, opts.Queue)}
+	for i := range p.Routes {
+		sh.routes = append(sh.routes, newMatcher(&p.Routes[i].RouteConfig))
+	}
+	return sh
 }
 
 // Policy returns the candidate policy.
@@ -128,20 +134,23 @@ func (s *Shadow) Run(ctx context.Context) error {
 	return nil
 }
 
-// chainFor is the candidate's chain for r: its matching route's own, else
-// its top-level one.
+// chainFor is the candidate's chain for r, chosen as live routing chooses
+// (Policy.matchRoute): the first route that matches, its own chain if it
+// has one, else the top-level chain.
 func (s *Shadow) chainFor(r *detections.Request) *detections.Chain {
-	for i := range s.pol.Routes {
-		rt := &s.pol.Routes[i]
-		if rt.Chain != nil && shadowRouteMatches(&rt.RouteConfig, r) {
-			return rt.Chain
+	if len(s.routes) == 0 {
+		return s.pol.Chain
+	}
+	host, clean := requestHost(r.Host), cleanPath(r.Path)
+	for i, m := range s.routes {
+		if m.matches(host, r.Method, clean) {
+			if c := s.pol.Routes[i].Chain; c != nil {
+				return c
+			}
+			break
 		}
 	}
 	return s.pol.Chain
-}
-
-func shadowRouteMatches(rc *RouteConfig, r *detections.Request) bool {
-	return newMatcher(rc).matches(requestHost(r.Host), r.Method, cleanPath(r.Path))
 }
 
 // judge runs the candidate on one request and records the comparison.

@@ -58,3 +58,44 @@ func TestShadowIsBoundedAndOffThePath(t *testing.T) {
 		t.Errorf("dropped %v, newly blocked %v of %d: want both (a queue of 2 behind a 20ms judge)", dropped(), blocked(), n)
 	}
 }
+
+// TestShadowRoutesLikeLive: the candidate judges a request with the chain
+// live routing would pick: the first route that matches, and the top-level
+// chain when that route has none, not a later route that has one.
+func TestShadowRoutesLikeLive(t *testing.T) {
+	top, err := detections.NewChain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := detections.NewChain(detections.Entry{Detection: slowBlock{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cand := &gateway.Policy{Chain: top, Routes: []gateway.Route{
+		{RouteConfig: gateway.RouteConfig{Name: "api", PathPrefix: "/echo/api"}},
+		{RouteConfig: gateway.RouteConfig{Name: "rest"}, Chain: blocks},
+	}}
+	sh := gateway.NewShadow(cand, store.NewMemory(store.DefaultMemoryConfig()), gateway.ShadowOptions{Queue: 16, Workers: 1, Timeout: time.Second})
+	s := newSetup(t, nil, withEntries(), withShadow(sh))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go s.g.Run(ctx)
+	m := s.g.Metrics()
+	value := func(det, outcome string) float64 {
+		var mm dto.Metric
+		_ = m.ShadowDecisions().WithLabelValues(det, outcome).Write(&mm)
+		return mm.GetCounter().GetValue()
+	}
+	judged := func() float64 {
+		return value("slow", gateway.ShadowNewlyBlocked) + value("none", gateway.ShadowSameAllow) + value("none", gateway.ShadowDropped)
+	}
+	for _, p := range []string{"/echo/api/items", "/echo/x/../api/./items", "/echo/other"} {
+		if got := s.status(t, "GET", p, "192.0.2.1"); got != 200 {
+			t.Fatalf("%s: %d", p, got)
+		}
+	}
+	eventually(t, 5*time.Second, func() bool { return judged() == 3 }, "every request judged")
+	if got := value("slow", gateway.ShadowNewlyBlocked); got != 1 {
+		t.Errorf("newly blocked %v, want 1 (only /echo/other is on the blocking route)", got)
+	}
+}
