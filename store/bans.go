@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"time"
@@ -62,19 +63,22 @@ func (s *Redis) Ban(ctx context.Context, req record.BanRequest) (record.Ban, err
 		New:       toInt(v[0]) == 1,
 	}
 	if b.New {
+		// The ban is written: from here on a failure only costs the index
+		// entry or the notification, so it is logged and counted (breaker,
+		// LastError) but the ban is reported as made.
+		idxKeys := []string{s.keys.BanIndexOf(req.Client)}
 		pipe := s.rdb.Pipeline()
-		indexScript.Run(ctx, pipe, []string{s.keys.BanIndexOf(req.Client)}, req.Client, b.Until.UnixMilli())
+		indexScript.EvalSha(ctx, pipe, idxKeys, req.Client, b.Until.UnixMilli())
 		pipe.Publish(ctx, s.keys.BanChannel(), encodeBanEvent(record.BanEvent{Client: req.Client, Until: b.Until}))
 		_, err := pipe.Exec(ctx)
-		if errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// EVALSHA in a pipeline cannot fall back to EVAL; load and retry once.
-			err = indexScript.Load(ctx, s.rdb).Err()
-			if err == nil {
-				err = indexScript.Run(ctx, s.rdb, []string{s.keys.BanIndexOf(req.Client)}, req.Client, b.Until.UnixMilli()).Err()
-			}
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Script.Run's EVAL fallback cannot work in a pipeline (the
+			// error is only known after Exec): send the source once; EVAL
+			// also caches it for the next EVALSHA.
+			err = indexScript.Eval(ctx, s.rdb, idxKeys, req.Client, b.Until.UnixMilli()).Err()
 		}
 		if err = s.end("ban index", err); err != nil {
-			return b, err
+			s.log.LogAttrs(ctx, slog.LevelWarn, "ban_index_failed", slog.String("client", req.Client), slog.String("error", err.Error()))
 		}
 	}
 	return b, nil

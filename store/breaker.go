@@ -77,6 +77,16 @@ func (b *breaker) success() {
 	}
 }
 
+// abandon records a call that ended because its caller gave up (context
+// cancelled): Redis neither succeeded nor failed, so the streak and the
+// circuit stay as they are. A cancelled half-open probe gives its slot back,
+// or no probe would ever run again.
+func (b *breaker) abandon() {
+	if b.openUntil.Load() != 0 {
+		b.probing.CompareAndSwap(true, false)
+	}
+}
+
 func (b *breaker) failure() {
 	b.failSince.CompareAndSwap(0, time.Now().UnixNano())
 	n := b.failures.Add(1)

@@ -468,3 +468,90 @@ func TestScriptErrorDoesNotOpenBreaker(t *testing.T) {
 	mr.SetError("")
 	var _ = miniredis.Miniredis{}
 }
+
+// TestCancelledCallsDoNotOpenBreaker: a caller that gives up (the HTTP
+// client hung up, so net/http cancelled the request's context) is not a
+// Redis failure: it neither opens the circuit nor starts the fail-closed
+// clock, and a cancelled half-open probe does not keep the circuit open.
+// A deadline that expires is still a failure.
+func TestCancelledCallsDoNotOpenBreaker(t *testing.T) {
+	s, mr := storetest.New(t)
+	q := &detections.StateQuery{RateLimit: detections.PerMinute(100)}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	threshold := store.DefaultConfig().BreakerFailures
+	for i := 0; i < 4*threshold; i++ {
+		if _, err := s.Check(cancelled, "192.0.2.1", q); err == nil {
+			t.Fatal("check with a cancelled context succeeded")
+		}
+	}
+	if !s.Healthy() {
+		t.Fatal("cancelled calls opened the breaker")
+	}
+	if d := s.FailingFor(time.Now()); d != 0 {
+		t.Fatalf("FailingFor = %v after cancelled calls, want 0", d)
+	}
+	if e := s.LastError(); e != "" {
+		t.Fatalf("LastError = %q after cancelled calls, want \"\"", e)
+	}
+
+	t.Run("cancelled probe", func(t *testing.T) {
+		mr.Close()
+		for i := 0; i < 2*threshold; i++ {
+			_, _ = s.Check(t.Context(), "192.0.2.1", q)
+		}
+		if s.Healthy() {
+			t.Fatal("breaker still closed with redis down")
+		}
+		if err := mr.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(storetest.Config("").BreakerCooldown + 20*time.Millisecond)
+		_, _ = s.Check(cancelled, "192.0.2.1", q) // the half-open probe, abandoned
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := s.Check(t.Context(), "192.0.2.1", q); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("circuit still open after a cancelled probe: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	t.Run("expired deadline still counts", func(t *testing.T) {
+		expired, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+		defer cancel()
+		for i := 0; i < threshold; i++ {
+			_, _ = s.Check(expired, "192.0.2.1", q)
+		}
+		if s.Healthy() {
+			t.Error("expired deadlines did not open the breaker")
+		}
+	})
+}
+
+// TestBanSurvivesIndexFailure: once the ban script has written the ban, a
+// failing index step (here ZADD on a ban index of the wrong type) is logged
+// and counted, not reported: the caller gets the ban, which is in force.
+func TestBanSurvivesIndexFailure(t *testing.T) {
+	s, mr := storetest.New(t)
+	const client = "192.0.2.44"
+	if err := mr.Set(s.Keys().BanIndexOf(client), "not a sorted set"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Ban(t.Context(), record.BanRequest{Client: client, Reason: "r", Detection: "d", Duration: time.Minute})
+	if err != nil {
+		t.Fatalf("Ban with a failing index step: %v", err)
+	}
+	if !b.New || b.TTL <= 0 || b.TTL > time.Minute {
+		t.Fatalf("Ban returned %+v", b)
+	}
+	got, found, err := s.GetBan(t.Context(), client)
+	if err != nil || !found {
+		t.Fatalf("GetBan after Ban: found=%v err=%v", found, err)
+	}
+	if got.Reason != "r" || got.Detection != "d" {
+		t.Errorf("GetBan = %+v", got)
+	}
+}

@@ -466,6 +466,13 @@ func (s *Redis) end(op string, err error) error {
 		s.br.success()
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	if errors.Is(err, context.Canceled) {
+		// The caller gave up (a client hung up mid-request): Redis did not
+		// fail, so neither the breaker nor the failing-since clock moves.
+		// A deadline (context.DeadlineExceeded) is a stall and does count.
+		s.br.abandon()
+		return &storeError{op: op, err: err}
+	}
 	msg := err.Error()
 	s.lastErr.Store(&msg)
 	s.br.failure()
