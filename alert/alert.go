@@ -24,7 +24,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,22 +68,13 @@ func (a *Alert) Status(now time.Time) string {
 // fingerprints are 16 hex digits).
 func fingerprint(labels map[string]string) string {
 	h := fnv.New64a()
-	for _, k := range sortedKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		h.Write([]byte(k))
 		h.Write([]byte{0xff})
 		h.Write([]byte(labels[k]))
 		h.Write([]byte{0xff})
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Notification is what a sink is given: one group's alerts.
@@ -425,7 +417,7 @@ func groupKeyOf(labels map[string]string, by []string) (string, map[string]strin
 	}
 	var b strings.Builder
 	b.WriteString("{}/rampart:{")
-	for i, k := range sortedKeys(gl) {
+	for i, k := range slices.Sorted(maps.Keys(gl)) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -598,7 +590,7 @@ func (a *Alerter) notification(g *group, now time.Time) *Notification {
 			continue
 		}
 		al := e.alert
-		al.Labels, al.Annotations = cloneMap(al.Labels), cloneMap(al.Annotations)
+		al.Labels, al.Annotations = maps.Clone(al.Labels), maps.Clone(al.Annotations)
 		n.Alerts = append(n.Alerts, al)
 		if al.Status(now) == "firing" {
 			n.Status = "firing"
@@ -610,14 +602,6 @@ func (a *Alerter) notification(g *group, now time.Time) *Notification {
 		n.Status = "firing"
 	}
 	return n
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // common returns the pairs every alert shares.

@@ -66,6 +66,13 @@ func TestLoginSession(t *testing.T) {
 	if !strings.Contains(h.logs.String(), `"msg":"console_login_failed"`) || strings.Contains(h.logs.String(), "wrong") {
 		t.Errorf("login failures not logged, or logged with the token: %s", h.logs.String())
 	}
+	// Spaces around the token are dropped, as the admin API drops them (a
+	// token pasted with its newline).
+	for _, tok := range []string{testToken + "\n", " " + testToken + "\r\n"} {
+		if pg := login(t, browser(t), h, tok); pg.code != http.StatusSeeOther || pg.header.Get("Location") != "/console/bans" {
+			t.Errorf("login with %q: %d %q", tok, pg.code, pg.header.Get("Location"))
+		}
+	}
 	pg := login(t, c, h, testToken)
 	if pg.code != http.StatusSeeOther || pg.header.Get("Location") != "/console/bans" {
 		t.Fatalf("login: %d %q %s", pg.code, pg.header.Get("Location"), pg.body)
@@ -259,6 +266,58 @@ func TestCSRF(t *testing.T) {
 		if pg := post(t, c, h.admin.URL+"/console/bans", bad); pg.code != http.StatusBadRequest {
 			t.Errorf("ban %v: %d", bad, pg.code)
 		}
+	}
+}
+
+// TestBanNoticeNeedsTheBan: the notice after a ban or an unban comes from
+// the redirect's query string, which any link can carry, so it is shown
+// only when the ban list agrees with it.
+func TestBanNoticeNeedsTheBan(t *testing.T) {
+	h := newHarness(t, harnessOpts{token: testToken})
+	c := browser(t)
+	login(t, c, h, testToken)
+	for _, s := range []string{"192.0.2.80", "198.51.100.0/24"} {
+		if _, err := h.g.Ban(t.Context(), mustTarget(t, h, s), time.Hour, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notice := regexp.MustCompile(`<p class="notice [a-z]+" role="status">([^<]*)</p>`)
+	for _, tc := range []struct{ query, want string }{
+		// What the console's own redirects say.
+		{"done=banned&client=192.0.2.80", "Banned 192.0.2.80 on every replica."},
+		{"done=banned&client=198.51.100.0%2F24", "Banned 198.51.100.0/24 on every replica."},
+		{"done=unbanned&client=192.0.2.81", "Unbanned 192.0.2.81 on every replica."},
+		{"done=notbanned&client=192.0.2.81", "192.0.2.81 was not banned."},
+		// Crafted links: no ban made, or still banned, or not a client.
+		{"done=banned&client=192.0.2.81", ""},
+		{"done=banned&client=198.51.100.0%2F25", ""},
+		{"done=unbanned&client=192.0.2.80", ""},
+		{"done=notbanned&client=192.0.2.80", ""},
+		{"done=banned&client=Everyone%2C+by+order+of+the+CISO", ""},
+		{"done=unbanned&client=the+attacker", ""},
+		{"done=banned", ""},
+		{"done=other&client=192.0.2.80", ""},
+	} {
+		pg := get(t, c, h.admin.URL+"/console/bans?"+tc.query)
+		if pg.code != http.StatusOK {
+			t.Fatalf("%s: %d", tc.query, pg.code)
+		}
+		got := ""
+		if m := notice.FindStringSubmatch(pg.body); m != nil {
+			got = m[1]
+		}
+		if got != tc.want {
+			t.Errorf("%s: notice %q, want %q", tc.query, got, tc.want)
+		}
+	}
+	// The real unban's redirect says so.
+	csrf := csrfOf(t, get(t, c, h.admin.URL+"/console/bans").body)
+	pg := post(t, c, h.admin.URL+"/console/bans/unban", url.Values{"client": {"192.0.2.80"}, "csrf": {csrf}})
+	if pg.code != http.StatusSeeOther {
+		t.Fatalf("unban: %d %s", pg.code, pg.body)
+	}
+	if body := get(t, c, h.admin.URL+pg.header.Get("Location")).body; !strings.Contains(body, "Unbanned 192.0.2.80 on every replica.") {
+		t.Errorf("no notice after the unban (%s)", pg.header.Get("Location"))
 	}
 }
 

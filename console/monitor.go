@@ -455,12 +455,6 @@ func (m *Monitor) RecordReload(ctx context.Context, r store.Reload) {
 	}
 }
 
-// Store returns the store the monitor writes to.
-func (m *Monitor) Store() MonitorStore { return m.st }
-
-// Config returns the monitor's configuration.
-func (m *Monitor) Config() Config { return m.cfg }
-
 func storeF64(a *atomic.Uint64, v float64) { a.Store(math.Float64bits(v)) }
 func loadF64(a *atomic.Uint64) float64     { return math.Float64frombits(a.Load()) }
 

@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -253,7 +254,7 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, s session) {
 				reps[hb.Replica] = true
 			}
 		}
-		data["Events"], data["Detections"], data["Replicas"] = rows, sortedKeys(dets), sortedKeys(reps)
+		data["Events"], data["Detections"], data["Replicas"] = rows, slices.Sorted(maps.Keys(dets)), slices.Sorted(maps.Keys(reps))
 	}
 	ch, err := c.rateChart(ctx)
 	if err != nil {
@@ -261,15 +262,6 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	data["Chart"], data["Errors"] = ch, errs
 	c.render(w, r, http.StatusOK, "live", s, data)
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // rates answers the chart's data for the Live page's script.
@@ -384,7 +376,7 @@ func banKind(b record.Ban) string {
 func (c *Console) bans(w http.ResponseWriter, r *http.Request, s session) {
 	ctx := r.Context()
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
-	data := map[string]any{"Title": "Bans", "Query": q, "Notice": notice(r), "DefaultDuration": ""}
+	data := map[string]any{"Title": "Bans", "Query": q, "DefaultDuration": ""}
 	var errs []string
 	cidrs, err := c.st.ListCIDRBans(ctx)
 	if err != nil {
@@ -395,10 +387,12 @@ func (c *Console) bans(w http.ResponseWriter, r *http.Request, s session) {
 	if err != nil {
 		errs = append(errs, storeErr(err))
 	}
+	all := append(cidrs, bans...)
+	data["Notice"] = c.notice(r, all, len(errs) == 0 && len(bans) < limit)
 	now := c.now()
 	var rows []banRow
 	lq := strings.ToLower(q)
-	for _, b := range append(cidrs, bans...) {
+	for _, b := range all {
 		row := banRow{Kind: banKind(b), Client: b.Client, Reason: b.Reason, Detection: b.Detection, FirstSeen: b.FirstSeen,
 			LastSeen: b.LastSeen, Count: b.Count, TTL: b.TTL, Replica: b.Replica}
 		if row.TTL <= 0 && !b.Until.IsZero() {
@@ -414,19 +408,38 @@ func (c *Console) bans(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 // notice is the message of a redirect after a ban or an unban: fixed
-// texts, with the client shown as given (escaped by the template).
-func notice(r *http.Request) map[string]string {
+// texts, with the client's key (escaped by the template). The query string
+// is anyone's to write (a link), so a notice is shown only when it agrees
+// with bans, the list this page just read (complete: every ban when
+// the list is not truncated and no read failed): a client said banned
+// must be in it, one said unbanned (or not banned) must not.
+func (c *Console) notice(r *http.Request, bans []record.Ban, complete bool) map[string]string {
 	q := r.URL.Query()
-	client := q.Get("client")
+	done := q.Get("done")
+	if done != "banned" && done != "unbanned" && done != "notbanned" {
+		return nil
+	}
+	t, err := c.g.ParseTarget(q.Get("client"))
+	if err != nil {
+		return nil
+	}
+	listed := false
+	for _, b := range bans {
+		if b.Client == t.Key {
+			listed = true
+			break
+		}
+	}
+	client := t.Key
 	if len(client) > 64 {
 		client = client[:64]
 	}
-	switch q.Get("done") {
-	case "banned":
+	switch {
+	case done == "banned" && listed:
 		return map[string]string{"Kind": "ok", "Text": "Banned " + client + " on every replica."}
-	case "unbanned":
+	case done == "unbanned" && !listed && complete:
 		return map[string]string{"Kind": "ok", "Text": "Unbanned " + client + " on every replica."}
-	case "notbanned":
+	case done == "notbanned" && !listed && complete:
 		return map[string]string{"Kind": "warn", "Text": client + " was not banned."}
 	}
 	return nil

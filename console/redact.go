@@ -18,7 +18,8 @@ const redacted = "[redacted]"
 //     passwd, credential, authorization, cookie, private, a key such as
 //     api_key; the whole value when it is a map or a list);
 //   - every value under a headers key (they carry credentials);
-//   - the password of any URL (redis://user:pass@host);
+//   - the password and the query of any URL (redis://user:pass@host,
+//     https://feed.example/list?key=...: API keys travel in queries);
 //   - the path and query of a URL under a webhook, url or sinks key inside
 //     the alerts section (Slack-style webhook URLs are bearer secrets).
 //
@@ -101,15 +102,15 @@ func webhookPath(path []string) bool {
 	return strings.Contains(last, "webhook") || (inAlerts && last == "url")
 }
 
-// redactURL hides a URL's password and, when pathSecret, its path and
-// query; other values are returned as they are.
+// redactURL hides a URL's password, query and fragment and, when
+// pathSecret, its path too; other values are returned as they are.
 func redactURL(s string, pathSecret bool) string {
 	if !strings.Contains(s, "://") {
 		return s
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
-		if strings.Contains(s, "@") {
+		if strings.ContainsAny(s, "@?#") {
 			return redacted // unparseable, and may hold credentials
 		}
 		return s
@@ -117,9 +118,17 @@ func redactURL(s string, pathSecret bool) string {
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
-	if pathSecret && (u.Path != "" && u.Path != "/" || u.RawQuery != "") {
-		u.Path, u.RawPath, u.RawQuery, u.Fragment = "", "", "", ""
+	if pathSecret && (u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "") {
+		u.Path, u.RawPath, u.RawQuery, u.Fragment, u.ForceQuery = "", "", "", "", false
 		return u.String() + "/" + redacted
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = redacted
+	}
+	frag := u.Fragment != ""
+	u.Fragment, u.RawFragment = "", ""
+	if frag {
+		return u.String() + "#" + redacted
 	}
 	return u.String()
 }

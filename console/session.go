@@ -47,9 +47,10 @@ func deriveKeys(token string) keys {
 }
 
 // tokenOK compares a submitted token with the admin token in constant time
-// (digests of equal length, so the length does not leak either).
+// (digests of equal length, so the length does not leak either). Spaces
+// around it are dropped, as the admin API does (a pasted newline).
 func (k keys) tokenOK(tok string) bool {
-	sum := sha256.Sum256([]byte(tok))
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return subtle.ConstantTimeCompare(sum[:], k.tokenSum[:]) == 1
 }
 
@@ -126,8 +127,6 @@ type loginLimiter struct {
 	max      int // addresses tracked
 	byAddr   map[string]*failures
 	global   failures
-	// logged remembers which addresses were reported as throttled in
-	// their current window (one log line per address and window).
 }
 
 type failures struct {
