@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -68,13 +69,23 @@ func TestContractRealRedis(t *testing.T) {
 	s := storetest.NewFor(t, srv)
 	testStore(t, s, func(d time.Duration) { time.Sleep(d) })
 	t.Run("every key has a TTL", func(t *testing.T) {
+		// The contract leaves no ban behind: make one of each kind, so
+		// the ban indexes (whose TTL follows the longest ban) are there.
+		if _, err := s.Ban(t.Context(), record.BanRequest{Client: "192.0.2.77", Reason: "ttl", Detection: "test", Duration: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.BanCIDR(t.Context(), netip.MustParsePrefix("198.51.100.0/24"), time.Hour, "ttl", "test"); err != nil {
+			t.Fatal(err)
+		}
 		c := srv.Client()
 		keys, err := c.Keys(t.Context(), srv.Prefix+"*").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(keys) == 0 {
-			t.Fatal("no keys written")
+		for _, want := range []string{s.Keys().BanIndexOf("192.0.2.77"), s.Keys().CIDRBansOf("198.51.100.0/24")} {
+			if !slices.Contains(keys, want) {
+				t.Errorf("%s not written (keys: %v)", want, keys)
+			}
 		}
 		for _, k := range keys {
 			if ttl := c.PTTL(t.Context(), k).Val(); ttl <= 0 {

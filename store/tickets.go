@@ -14,8 +14,9 @@ import (
 // balancer (a tlsconf.KeySource).
 //
 // Time is cut into epochs of `rotation`; each epoch has one random key,
-// made by whichever replica asks first (SET NX, crypto/rand) and kept for
-// kept+2 epochs. A replica gets [current, next, previous...]: it encrypts
+// made by whichever replica asks first (SET NX, crypto/rand), up to one
+// epoch ahead, and kept for kept+3 epochs from then (so it outlives the
+// kept previous epochs). A replica gets [current, next, previous...]: it encrypts
 // with the current epoch's key, and already decrypts with the next one,
 // so when the epoch turns no replica meets a ticket it cannot read. Keys
 // are never logged.
