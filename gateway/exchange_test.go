@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -173,5 +174,68 @@ func TestRouteUpstreamTimeoutUnderWrite(t *testing.T) {
 	}
 	if err := s.g.SetPolicy(route(write / 2)); err != nil {
 		t.Errorf("a route's upstream timeout under timeouts.write: %v", err)
+	}
+}
+
+// tlsSeen records the TLS facts each request reached the chain with.
+type tlsSeen struct {
+	mu   sync.Mutex
+	seen []*detections.TLS
+}
+
+func (*tlsSeen) Name() string { return "tls_seen" }
+func (s *tlsSeen) Inspect(_ context.Context, r *detections.Request) (detections.Verdict, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t *detections.TLS
+	if r.TLS != nil {
+		c := *r.TLS
+		t = &c
+	}
+	s.seen = append(s.seen, t)
+	return detections.Allow, nil
+}
+
+// TestTLSFactsFromTrustedHeaders: a trusted load balancer's TLS headers
+// become the request's TLS facts, in OpenSSL's names (nginx $ssl_protocol
+// and $ssl_cipher, HAProxy ssl_fc_*) as in IANA's; from any other peer
+// they are ignored.
+func TestTLSFactsFromTrustedHeaders(t *testing.T) {
+	hdrs := gateway.TLSHeaders{Version: "X-SSL-Protocol", Cipher: "X-SSL-Cipher"}
+	cases := []struct {
+		version, cipher string
+		wantV, wantC    uint16
+	}{
+		{"TLSv1", "DES-CBC3-SHA", 0x0301, 0x000a},
+		{"TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", 0x0303, 0xc02f},
+		{"TLSv1.3", "TLS_AES_128_GCM_SHA256", 0x0304, 0x1301},
+		{"1.2", "tls_ecdhe_rsa_with_aes_128_cbc_sha", 0x0303, 0xc013},
+	}
+	seen := &tlsSeen{}
+	s := newSetup(t, nil, withEntries(detections.Entry{Detection: seen}), withConfig(func(c *gateway.Config) { c.TLS.Headers = hdrs }))
+	for _, c := range cases {
+		resp := s.do(t, "GET", "/echo", "192.0.2.95", nil, "X-SSL-Protocol", c.version, "X-SSL-Cipher", c.cipher)
+		resp.Body.Close()
+	}
+	seen.mu.Lock()
+	got := seen.seen
+	seen.mu.Unlock()
+	if len(got) != len(cases) {
+		t.Fatalf("%d requests inspected, want %d", len(got), len(cases))
+	}
+	for i, c := range cases {
+		if g := got[i]; g == nil || g.Source != "header" || g.Version != c.wantV || g.CipherSuite != c.wantC || g.CipherName != c.cipher {
+			t.Errorf("%s / %s: facts %+v, want version %#04x cipher %#04x from header", c.version, c.cipher, g, c.wantV, c.wantC)
+		}
+	}
+
+	untrusted := &tlsSeen{}
+	u := newSetup(t, nil, withEntries(detections.Entry{Detection: untrusted}), withConfig(func(c *gateway.Config) {
+		c.TLS.Headers, c.TrustedProxies = hdrs, nil
+	}))
+	resp := u.do(t, "GET", "/echo", "", nil, "X-SSL-Protocol", "TLSv1.3", "X-SSL-Cipher", "TLS_AES_128_GCM_SHA256")
+	resp.Body.Close()
+	if len(untrusted.seen) != 1 || untrusted.seen[0] != nil {
+		t.Errorf("TLS headers from an untrusted peer became facts: %+v", untrusted.seen)
 	}
 }

@@ -72,15 +72,15 @@ func (g *Gateway) requestTLS(req *http.Request, trusted bool, dst *detections.TL
 	found := false
 	if h.Version != "" {
 		if v := req.Header.Get(h.Version); v != "" {
-			dst.Version, found = parseVersionName(v), true
+			dst.Version, found = tlsconf.VersionFromName(v), true
+			if dst.Version == 0 {
+				dst.Version = parseVersionName(v) // "1.3", "tls1.2"
+			}
 		}
 	}
 	if h.Cipher != "" {
 		if v := req.Header.Get(h.Cipher); v != "" {
-			dst.CipherName, found = v, true
-			if s, ok := tlsfp.SuiteByName(v); ok {
-				dst.CipherSuite = s.ID
-			}
+			dst.CipherName, dst.CipherSuite, found = v, tlsconf.CipherFromName(v), true
 		}
 	}
 	if h.ServerName != "" {

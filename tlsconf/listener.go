@@ -333,11 +333,11 @@ func (l *Listener) readProxyHeader(c *Conn) error {
 	f.Source = SourceProxyProtocol
 	f.Result = ResultOK
 	if v, ok := ssl.SSLVersion(); ok {
-		f.Version = versionFromName(v)
+		f.Version = VersionFromName(v)
 	}
 	if name, ok := ssl.SSLCipher(); ok {
 		f.CipherName = name
-		f.CipherSuite = cipherFromName(name)
+		f.CipherSuite = CipherFromName(name)
 	}
 	for _, t := range tlvs {
 		switch t.Type {
@@ -350,8 +350,9 @@ func (l *Listener) readProxyHeader(c *Conn) error {
 	return nil
 }
 
-// versionFromName maps OpenSSL protocol names (HAProxy ssl_fc_protocol).
-func versionFromName(s string) uint16 {
+// VersionFromName maps OpenSSL protocol names (HAProxy ssl_fc_protocol,
+// nginx $ssl_protocol) to versions, 0 if unknown.
+func VersionFromName(s string) uint16 {
 	switch s {
 	case "TLSv1.3":
 		return tls.VersionTLS13
@@ -386,9 +387,9 @@ var opensslNames = map[string]uint16{
 	"DES-CBC3-SHA": 0x000a, "ECDHE-RSA-DES-CBC3-SHA": 0xc012,
 }
 
-// cipherFromName maps an OpenSSL or IANA cipher name to its id, 0 if
+// CipherFromName maps an OpenSSL or IANA cipher name to its id, 0 if
 // unknown.
-func cipherFromName(s string) uint16 {
+func CipherFromName(s string) uint16 {
 	if id, ok := opensslNames[s]; ok {
 		return id
 	}
