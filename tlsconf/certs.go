@@ -124,6 +124,9 @@ func pick(hello *tls.ClientHelloInfo, cands []*tls.Certificate) *tls.Certificate
 	return cands[0]
 }
 
+// Pairs returns the pairs c loads and reloads: those it was made with.
+func (c *Certificates) Pairs() []CertPair { return append([]CertPair(nil), c.pairs...) }
+
 // Reload reloads every pair from disk (call it on SIGHUP). A pair that fails
 // to load keeps its previous certificate; the error names it.
 func (c *Certificates) Reload() error {

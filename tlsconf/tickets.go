@@ -21,8 +21,9 @@ import (
 // every ticket_rotation, and old keys are dropped after ticket_keys_kept
 // rotations. To avoid a window where replica A issues tickets that replica B
 // cannot read yet, a source should publish a new key as the second entry
-// for one refresh interval before moving it first. Keys are secrets: never
-// log them.
+// for one refresh interval before moving it first: the list is then
+// [current, next, previous_1..previous_kept], and TicketKeys installs up to
+// those 2+ticket_keys_kept keys. Keys are secrets: never log them.
 type KeySource interface {
 	TicketKeys(ctx context.Context) ([][32]byte, error)
 }
@@ -94,8 +95,10 @@ type TicketKeys struct {
 	last    [][32]byte
 }
 
-// NewTicketKeys returns a TicketKeys reading src; at most kept keys besides
-// the newest are installed for decryption.
+// NewTicketKeys returns a TicketKeys reading src, kept being the source's
+// ticket_keys_kept: at most 2+kept keys are installed, the current one, the
+// next one a shared source publishes ahead of its epoch (see KeySource),
+// and kept previous ones.
 func NewTicketKeys(src KeySource, kept int) *TicketKeys {
 	return &TicketKeys{src: src, kept: max(kept, 0)}
 }
@@ -122,8 +125,8 @@ func (t *TicketKeys) Refresh(ctx context.Context) error {
 	if len(keys) == 0 {
 		return ErrNoTicketKeys
 	}
-	if len(keys) > 1+t.kept {
-		keys = keys[:1+t.kept]
+	if n := maxTicketKeys(t.kept); len(keys) > n {
+		keys = keys[:n]
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -136,6 +139,13 @@ func (t *TicketKeys) Refresh(ctx context.Context) error {
 	}
 	return nil
 }
+
+// maxTicketKeys is how many keys a source keeping kept previous keys may
+// return: [current, next, previous_1..previous_kept]. Cutting the list
+// shorter would drop the oldest previous key (its tickets stop resuming
+// one epoch early) or, with kept 0, the next key (tickets another replica
+// already issues with it would not resume here).
+func maxTicketKeys(kept int) int { return 2 + kept }
 
 // Run refreshes every interval until ctx is done, passing errors to report
 // (if not nil). A refresh interval well below the rotation (say a minute for

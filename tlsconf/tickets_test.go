@@ -2,8 +2,12 @@ package tlsconf
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,5 +150,82 @@ func TestTicketKeysRejectsEmptySource(t *testing.T) {
 	tk.Attach(&tls.Config{})
 	if err := tk.Refresh(t.Context()); !errors.Is(err, ErrNoTicketKeys) {
 		t.Fatalf("Refresh: %v", err)
+	}
+}
+
+// fixedSource returns the keys it holds, as a shared source would.
+type fixedSource struct {
+	mu   sync.Mutex
+	keys [][32]byte
+}
+
+func (f *fixedSource) set(keys ...[32]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = keys
+}
+
+func (f *fixedSource) TicketKeys(context.Context) ([][32]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.keys), nil
+}
+
+// TestTicketKeysInstallsNextAndEveryKept: a shared source (the gateway's
+// Redis store) returns [current, next, previous_1..previous_kept], 2+kept
+// keys. All of them decrypt: a ticket issued kept epochs ago still
+// resumes, and so does one issued under the next key by a replica whose
+// epoch already turned.
+func TestTicketKeysInstallsNextAndEveryKept(t *testing.T) {
+	t.Parallel()
+	key := func() (k [32]byte) { _, _ = rand.Read(k[:]); return k }
+	for _, kept := range []int{0, 2} {
+		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			t.Run(fmt.Sprintf("kept=%d/%s", kept, tlsfp.VersionLabel(v)), func(t *testing.T) {
+				t.Parallel()
+				cur, next := key(), key()
+				list := [][32]byte{cur, next}
+				for range kept {
+					list = append(list, key())
+				}
+				// The oldest key the source still gives: previous_kept, or
+				// next without previous keys.
+				oldest := list[len(list)-1]
+				issuer, resumer := startServer(t), startServer(t)
+				resumer.certs.cur.Store(issuer.certs.cur.Load())
+				src := &fixedSource{}
+				src.set(oldest)
+				issuing := NewTicketKeys(src, kept)
+				issuing.Attach(issuer.l.TLSConfig())
+				if err := issuing.Refresh(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				cfg := issuer.clientConfig()
+				cfg.MinVersion, cfg.MaxVersion = v, v
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+				connect := func(s *server) bool {
+					t.Helper()
+					c, _, err := dialGo(t, s.addr(), cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					roundTrip(t, c, "hi\n")
+					return c.ConnectionState().DidResume
+				}
+				if connect(issuer) {
+					t.Fatal("first connection resumed")
+				}
+				src.set(list...)
+				tk := NewTicketKeys(src, kept)
+				tk.Attach(resumer.l.TLSConfig())
+				if err := tk.Refresh(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if !connect(resumer) {
+					t.Fatalf("a ticket under key %d of the %d the source returns (ticket_keys_kept %d) did not resume", len(list), len(list), kept)
+				}
+			})
+		}
 	}
 }

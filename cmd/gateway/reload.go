@@ -27,11 +27,18 @@ type reloader struct {
 func (rl reloader) reload(ctx context.Context, trigger string) {
 	s := rl.srv
 	start := time.Now()
+	old := s.cfg
 	next, err := load(rl.path, rl.getenv)
+	var na []string
 	if err == nil {
+		// What changed is reported before the settings a restart applies
+		// are put back: the policy is built for the configuration that
+		// runs (the file's detections, the process's listener and store).
+		na = notApplied(old, next)
+		keepRestartOnly(old, next)
 		prev := s.g.Policy()
 		var pol *gateway.Policy
-		if pol, err = next.buildPolicy(s.deps()); err == nil {
+		if pol, err = next.buildPolicy(s.deps(next)); err == nil {
 			syncFeeds(ctx, pol, s.log)
 			if err = s.g.SetPolicy(pol); err != nil {
 				closePolicy(pol)
@@ -57,30 +64,39 @@ func (rl reloader) reload(ctx context.Context, trigger string) {
 			slog.String("detail", "the running configuration stays in force"))
 		return
 	}
-	old := s.cfg
 	s.level.Set(next.Log.Level)
 	s.metrics.ObserveReload(true)
 	attrs := []slog.Attr{slog.String("config", displayPath(rl.path)), slog.String("trigger", trigger),
 		slog.String("config_hash", next.hash), slog.String("previous_hash", old.hash),
 		slog.Any("chain", chainNames(s.g.Policy().Chain)), slog.Duration("took", time.Since(start))}
-	if na := notApplied(old, next); len(na) > 0 {
+	if len(na) > 0 {
 		attrs = append(attrs, slog.Any("not_applied", na), slog.String("detail", "these keys changed but need a restart"))
 	}
 	for _, w := range next.warnings {
 		attrs = append(attrs, slog.String("warning", w))
 	}
-	// The settings a restart applies stay those of the running process.
-	up := next.Upstream // the policy's: a reload changes it
-	next.File.Config, next.Redis, next.Admin, next.Memory, next.Alerts = old.File.Config, old.Redis, old.Admin, old.Memory, old.Alerts
-	next.Upstream = up
-	next.Bans.BansConfig, next.Bans.Escalation = old.Bans.BansConfig, old.Bans.Escalation
-	next.Events = old.Events
 	s.cfg = next
 	s.cur.Store(next)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "config_reloaded", attrs...)
 	if s.monitor != nil {
-		s.monitor.RecordReload(ctx, store.Reload{Trigger: trigger, OK: true, ConfigHash: next.hash, PreviousHash: old.hash, NotApplied: notApplied(old, next)})
+		s.monitor.RecordReload(ctx, store.Reload{Trigger: trigger, OK: true, ConfigHash: next.hash, PreviousHash: old.hash, NotApplied: na})
 	}
+}
+
+// keepRestartOnly puts the sections of cur that only a restart applies
+// into next, so that next is what runs once the reload is done: the
+// listeners (tls with its certificates and ticket keys), the store, the
+// admin listener, the log file... stay those of the running process. The
+// policy's parts of the top-level section (upstream, exempt) are next's.
+func keepRestartOnly(cur, next *loaded) {
+	up, exempt := next.Upstream, next.Exempt
+	next.File.Config = cur.File.Config
+	next.Upstream, next.Exempt = up, exempt
+	next.Redis, next.Admin, next.Memory, next.Alerts = cur.Redis, cur.Admin, cur.Memory, cur.Alerts
+	next.Bans.BansConfig, next.Bans.Escalation = cur.Bans.BansConfig, cur.Bans.Escalation
+	next.Events = cur.Events
+	next.TLS = cur.TLS
+	next.Log.File = cur.Log.File
 }
 
 // notApplied lists the keys that changed but only take effect at start.
@@ -109,6 +125,7 @@ func notApplied(old, next *loaded) []string {
 	add(old.Bans.BansConfig != next.Bans.BansConfig || old.Bans.Escalation != next.Bans.Escalation, "bans")
 	add(old.Events != next.Events, "events")
 	add(old.Log.File != next.Log.File, "log.file")
+	add(!equalEmpty(reflect.ValueOf(old.TLS), reflect.ValueOf(next.TLS)), "tls")
 	return out
 }
 

@@ -131,7 +131,7 @@ func newServer(cfg *loaded, getenv func(string) (string, bool), stdout io.Writer
 		// reload does not fetch the feeds again.
 		s.feedLease, s.feedStore = ipfeed.NewMemoryLease(nil), ipfeed.NewMemoryStore()
 	}
-	pol, err := cfg.buildPolicy(s.deps())
+	pol, err := cfg.buildPolicy(s.deps(cfg))
 	if err != nil {
 		s.close()
 		return nil, err
@@ -203,17 +203,19 @@ func newServer(cfg *loaded, getenv func(string) (string, bool), stdout io.Writer
 	return s, nil
 }
 
-// deps are what the detections get when they are built: the store and
-// the fallback limiter (the same for every reload).
-func (s *server) deps() deps {
+// deps are what the detections of cfg get when they are built: the store
+// and the fallback limiter (the same for every reload), with the settings
+// of cfg, the configuration the policy is built for (at a reload, the new
+// one, its restart-only sections already those of the running process).
+func (s *server) deps(cfg *loaded) deps {
 	d := deps{counter: s.store, fallback: s.fallback, shadow: s.shadowStore}
-	d.jwt = detections.JWTDeps{Spread: s.store.(detections.Spreader), Getenv: s.getenv, TLS: s.cfg.TLS.terminates(),
+	d.jwt = detections.JWTDeps{Spread: s.store.(detections.Spreader), Getenv: s.getenv, TLS: cfg.TLS.terminates(),
 		Logger: s.log.With(slog.String("component", "jwt"))}
-	d.ip = detections.IPDeps{Replica: s.cfg.replica(), Logger: s.log.With(slog.String("component", "ipfeed")), Lease: s.feedLease, Store: s.feedStore}
+	d.ip = detections.IPDeps{Replica: cfg.replica(), Logger: s.log.With(slog.String("component", "ipfeed")), Lease: s.feedLease, Store: s.feedStore}
 	if r, ok := s.store.(*store.Redis); ok {
-		ac := s.cfg.Detections.JWT.Config.AlgConfusion
+		ac := cfg.Detections.JWT.Config.AlgConfusion
 		d.jwt.AlgStore, d.jwt.SecretCache = r.JWTAlgStore(ac.LearnTTL, ac.SightingTTL), r.JWTSecretCache()
-		d.ip.Lease, d.ip.Store = r.FeedLease(s.cfg.replica()), r.FeedStore()
+		d.ip.Lease, d.ip.Store = r.FeedLease(cfg.replica()), r.FeedStore()
 	}
 	return d
 }

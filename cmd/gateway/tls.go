@@ -58,9 +58,11 @@ func (s *server) listenTLS() error {
 // runTLS starts what TLS needs in the background: certificate polling,
 // ticket-key refreshes, and the plain-HTTP listener.
 func (s *server) runTLS(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
-	if s.certs != nil && s.cfg.TLS.ReloadInterval > 0 {
+	// Read here, not in the goroutines: a reload replaces s.cfg.
+	interval, mode, listen := s.cfg.TLS.ReloadInterval, s.cfg.TLS.HTTPMode, s.cfg.Listen
+	if s.certs != nil && interval > 0 {
 		wg.Go(func() {
-			s.certs.Watch(ctx, s.cfg.TLS.ReloadInterval, func(err error) {
+			s.certs.Watch(ctx, interval, func(err error) {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "tls_certificates_reload_failed", slog.String("error", err.Error()),
 					slog.String("detail", "the previous certificates stay in use"))
 			})
@@ -80,11 +82,11 @@ func (s *server) runTLS(ctx context.Context, wg *sync.WaitGroup, errc chan<- err
 	if s.httpLn == nil {
 		return
 	}
-	if s.cfg.TLS.HTTPMode == "serve" {
+	if mode == "serve" {
 		go func() { errc <- s.g.Serve(s.httpLn) }()
 		return
 	}
-	s.httpSrv = &http.Server{Handler: redirectHandler(s.cfg.Listen), ReadHeaderTimeout: 5 * time.Second,
+	s.httpSrv = &http.Server{Handler: redirectHandler(listen), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	go func() {
 		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -115,7 +117,8 @@ func redirectHandler(tlsListen string) http.Handler {
 	})
 }
 
-// reloadCertificates re-reads the certificate files (SIGHUP).
+// reloadCertificates re-reads the certificate files (SIGHUP): those of the
+// pairs loaded at start, whatever the file says now (tls needs a restart).
 func (s *server) reloadCertificates(ctx context.Context) {
 	if s.certs == nil {
 		return
@@ -125,5 +128,10 @@ func (s *server) reloadCertificates(ctx context.Context) {
 			slog.String("detail", "the previous certificates stay in use"))
 		return
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "tls_certificates_reloaded", slog.Int("pairs", len(s.cfg.TLS.Pairs())))
+	pairs := s.certs.Pairs()
+	files := make([]string, len(pairs))
+	for i, p := range pairs {
+		files[i] = p.CertFile
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tls_certificates_reloaded", slog.Int("pairs", len(pairs)), slog.Any("cert_files", files))
 }

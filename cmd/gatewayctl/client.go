@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // maxResponse bounds what is read from the API: a list of 100,000 bans is
@@ -61,13 +62,13 @@ func (a *app) call(ctx context.Context, method, path string, q url.Values, body 
 		return nil, a.transportError(ctx, method, u, err)
 	}
 	if len(data) > maxResponse {
-		return nil, fmt.Errorf("%s %s: response larger than %d MiB", method, u.Redacted(), maxResponse>>20)
+		return nil, fmt.Errorf("%s: response larger than %d MiB", target(method, u), maxResponse>>20)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, a.statusError(resp, data)
 	}
 	if !json.Valid(data) {
-		return nil, fmt.Errorf("%s %s: the answer is not JSON (is -url the admin listener?)", method, u.Redacted())
+		return nil, fmt.Errorf("%s: the answer is not JSON (is -url the admin listener?)", target(method, u))
 	}
 	return data, nil
 }
@@ -80,12 +81,24 @@ func (a *app) transportError(ctx context.Context, method string, u *url.URL, err
 		err = ue.Err
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s %s: no answer within %v (-timeout)", method, u.Redacted(), a.timeout)
+		return fmt.Errorf("%s: no answer within %v (-timeout)", target(method, u), a.timeout)
 	}
 	if errors.Is(err, context.Canceled) {
 		return errors.New("interrupted")
 	}
-	return fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+	return fmt.Errorf("%s: %w", target(method, u), err)
+}
+
+// target names a request in an error message: its method and safeURL.
+func target(method string, u *url.URL) string { return method + " " + safeURL(u) }
+
+// safeURL is u for an error message: without its query, whose values can
+// be secrets (an identity such as header:X-Api-Key=<key> is sent as
+// ?client=...), its fragment and its password.
+func safeURL(u *url.URL) string {
+	v := *u
+	v.RawQuery, v.ForceQuery, v.Fragment, v.RawFragment = "", false, "", ""
+	return v.Redacted()
 }
 
 func (a *app) statusError(resp *http.Response, data []byte) error {
@@ -97,8 +110,15 @@ func (a *app) statusError(resp *http.Response, data []byte) error {
 		msg = clean(body.Error, 500)
 	}
 	if msg == "" {
-		msg = fmt.Sprintf("%s %s: unexpected answer %s", resp.Request.Method, resp.Request.URL.Redacted(), resp.Status)
+		msg = fmt.Sprintf("%s: unexpected answer %s", target(resp.Request.Method, resp.Request.URL), resp.Status)
 		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
+			// A redirect (a login page in front of the API) may carry
+			// the request's own URL in its query.
+			if lu, err := url.Parse(loc); err == nil {
+				loc = safeURL(lu)
+			} else {
+				loc, _, _ = strings.Cut(loc, "?")
+			}
 			msg += " to " + clean(loc, 200) + " (check -url)"
 		}
 	}

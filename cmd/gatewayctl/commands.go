@@ -101,7 +101,7 @@ func checkCmd(*flag.FlagSet) action {
 		}
 		resp.Body.Close()
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			return fmt.Errorf("check %s: %s", u.Redacted(), resp.Status)
+			return fmt.Errorf("check %s: %s", safeURL(u), resp.Status)
 		}
 		fmt.Fprintf(a.stdout, "ok %d %s\n", resp.StatusCode, u.Redacted())
 		return nil
@@ -286,6 +286,11 @@ func clientArg(s string) (string, error) {
 	// hashes the value, which is never stored or logged.
 	if strings.HasPrefix(s, "id:") || (strings.Contains(s, "=") && strings.Contains(s, ":")) {
 		return s, nil
+	}
+	// Not printed whole: it may be an identity's value without its key
+	// (X-Api-Key=<key>).
+	if k, _, ok := strings.Cut(s, "="); ok {
+		s = k + "=..."
 	}
 	return "", usagef(nil, "client %q is not an IP address or CIDR range", s)
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -360,5 +361,58 @@ func TestBansRmForget(t *testing.T) {
 	b, err := f.store.Ban(t.Context(), req)
 	if err != nil || b.Count != 1 || b.TTL != 10*time.Minute {
 		t.Errorf("after -forget: strike %d, ban %v, %v (want a first offence of 10m)", b.Count, b.TTL, err)
+	}
+}
+
+// TestIdentityNeverPrinted: an identity's value (header:X-Api-Key=<key>)
+// travels in the query (?client=...); no error prints it, whatever goes
+// wrong: a 500 that is not the API's, a login redirect echoing the URL, no
+// server, no answer in time, or the key given without its header name.
+func TestIdentityNeverPrinted(t *testing.T) {
+	const secret = "k3y-s3cr3t-7f1d9a"
+	identity := "header:X-Api-Key=" + secret
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	}))
+	t.Cleanup(broken.Close)
+	login := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
+	}))
+	t.Cleanup(login.Close)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(slow.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+
+	for _, tc := range []struct {
+		name, url string
+		args      []string
+		stderr    string // a substring the error must still have
+	}{
+		{"500 on bans get", broken.URL, []string{"bans", "get", identity}, "GET " + broken.URL + "/v1/bans: unexpected answer 500"},
+		{"500 on bans rm", broken.URL, []string{"bans", "rm", "-forget", identity}, "DELETE " + broken.URL + "/v1/bans: unexpected answer 500"},
+		{"500 on counters", broken.URL, []string{"counters", identity}, "GET " + broken.URL + "/v1/counters: unexpected answer 500"},
+		{"redirect", login.URL, []string{"bans", "get", identity}, "unexpected answer 302 Found to /login (check -url)"},
+		{"closed port", closed, []string{"bans", "get", identity}, "GET " + closed + "/v1/bans: dial tcp"},
+		{"closed port rm", closed, []string{"bans", "rm", identity}, "DELETE " + closed + "/v1/bans: dial tcp"},
+		{"timeout", slow.URL, []string{"-timeout", "50ms", "counters", identity}, "GET " + slow.URL + "/v1/counters: no answer within 50ms"},
+		{"key without its name", closed, []string{"bans", "get", "X-Api-Key=" + secret}, `client "X-Api-Key=..." is not an IP address`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLI(t, map[string]string{envURL: tc.url, envToken: testToken}, tc.args...)
+			if r.code == exitOK {
+				t.Fatalf("exit 0: %+v", r)
+			}
+			if strings.Contains(r.stdout+r.stderr, secret) {
+				t.Errorf("the identity's value was printed:\n%s%s", r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tc.stderr) {
+				t.Errorf("stderr %q, want %q", r.stderr, tc.stderr)
+			}
+		})
 	}
 }
