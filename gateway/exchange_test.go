@@ -239,3 +239,24 @@ func TestTLSFactsFromTrustedHeaders(t *testing.T) {
 		t.Errorf("TLS headers from an untrusted peer became facts: %+v", untrusted.seen)
 	}
 }
+
+// TestParseTargetErrorsHideValues: an identity that cannot be parsed is
+// refused with its key named, never its value (an API key), since the
+// error reaches logs, API answers and gatewayctl's stderr.
+func TestParseTargetErrorsHideValues(t *testing.T) {
+	s := newSetup(t, nil)
+	const secret = "k3y-s3cr3t-9a8b7c"
+	for _, in := range []string{"nosuch:thing=" + secret, "header:=" + secret, "jwt:sub+header:X-Api-Key=" + secret, "sk_live_" + secret} {
+		_, err := s.g.ParseTarget(in)
+		if err == nil {
+			t.Errorf("%q parsed", in)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("the error for %q shows the value: %v", in, err)
+		}
+	}
+	if _, err := s.g.ParseTarget("10.0.0.300"); err == nil || !strings.Contains(err.Error(), "10.0.0.300") {
+		t.Errorf("a mistyped address is named in its error: %v", err)
+	}
+}

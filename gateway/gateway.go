@@ -393,17 +393,22 @@ func (g *Gateway) ParseTarget(s string) (Target, error) {
 	}
 	if spec, value, ok := strings.Cut(s, "="); ok && strings.Contains(spec, ":") {
 		ks, err := detections.ParseKeySpec(strings.Split(spec, "+"))
+		// Errors name the key, never the value: it is a credential (an
+		// API key, a token's subject) and errors reach logs and terminals.
 		if err != nil || ks.IsIP() {
-			return Target{}, fmt.Errorf("identity %q: want KEY=VALUE, e.g. jwt:sub=alice or header:X-Api-Key=k1", s)
+			return Target{}, fmt.Errorf("identity %q=…: want KEY=VALUE, e.g. jwt:sub=alice or header:X-Api-Key=k1", spec)
 		}
 		subject, err := detections.IdentitySubject(ks, strings.Split(value, ",")...)
 		if err != nil {
-			return Target{}, fmt.Errorf("identity %q: %w (values separated by commas)", s, err)
+			return Target{}, fmt.Errorf("identity %q=…: %w (values separated by commas)", spec, err)
 		}
 		return Target{Key: subject, Identity: true}, nil
 	}
 	p, err := detections.ParseClientKey(s)
 	if err != nil {
+		if strings.Trim(s, "0123456789abcdefABCDEF.:/[]") != "" {
+			s = "…" // not address-like: it may be a key typed without its name
+		}
 		return Target{}, fmt.Errorf("client %q is not an IP address, CIDR or identity (jwt:sub=VALUE)", s)
 	}
 	bits := g.cfg.IPv6Prefix
