@@ -287,25 +287,9 @@ func (a *Admin) addBan(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var dur time.Duration
-	if req.Duration != "" {
-		dur, err = record.ParseDuration(req.Duration)
-		if err != nil || dur <= 0 {
-			apiError(w, http.StatusBadRequest, fmt.Sprintf("duration %q is not a positive duration such as 90s, 15m, 24h or 7d", req.Duration))
-			return
-		}
-	}
-	if dur > 365*24*time.Hour {
-		apiError(w, http.StatusBadRequest, "duration is longer than a year")
-		return
-	}
-	reason, ok := record.CleanReason(req.Reason)
-	if !ok {
-		apiError(w, http.StatusBadRequest, "reason must be printable UTF-8 text of at most 200 bytes, on one line")
-		return
-	}
-	if !t.Identity && t.Prefix.Bits() == 0 {
-		apiError(w, http.StatusBadRequest, "refusing to ban every address")
+	dur, reason, err := gateway.CheckBan(t, req.Duration, req.Reason)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	b, err := a.g.Ban(r.Context(), t, dur, reason)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rampartgw/rampart/admin"
+	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/gateway"
 	"github.com/rampartgw/rampart/store"
 )
 
@@ -226,5 +228,25 @@ func TestAdminEventsSummaryCounters(t *testing.T) {
 	code, m = adminCall(t, srv, "GET", "/v1/status", adminToken, "")
 	if code != 200 || m["status"] != "ready" || m["store"] != "memory" || len(m["chain"].([]any)) != 5 {
 		t.Errorf("status: %d %v", code, m)
+	}
+}
+
+// TestAdminBanOfExemptClientConflicts: a ban of an exempt client would
+// never be enforced: the API answers 409, and nothing is banned.
+func TestAdminBanOfExemptClientConflicts(t *testing.T) {
+	s, srv, _ := adminSetup(t, adminToken)
+	exempt, err := detections.ParseIPSet([]string{"192.0.2.250/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.g.SetPolicy(&gateway.Policy{Chain: s.g.Policy().Chain, Exempt: exempt}); err != nil {
+		t.Fatal(err)
+	}
+	code, m := adminCall(t, srv, "POST", "/v1/bans", adminToken, `{"client":"192.0.2.250","duration":"1h"}`)
+	if code != http.StatusConflict || m["error"] == nil {
+		t.Errorf("ban of an exempt client: %d %v, want 409", code, m)
+	}
+	if code, _ := adminCall(t, srv, "GET", "/v1/bans?client=192.0.2.250", adminToken, ""); code != http.StatusNotFound {
+		t.Errorf("the exempt client's ban lookup: %d, want 404 (not banned)", code)
 	}
 }

@@ -456,20 +456,9 @@ func (c *Console) ban(w http.ResponseWriter, r *http.Request, s session) {
 		c.banError(w, r, s, http.StatusBadRequest, err.Error())
 		return
 	}
-	var dur time.Duration
-	if v := strings.TrimSpace(f.Get("duration")); v != "" {
-		if dur, err = record.ParseDuration(v); err != nil || dur <= 0 || dur > 365*24*time.Hour {
-			c.banError(w, r, s, http.StatusBadRequest, fmt.Sprintf("Duration %q is not a positive duration of at most a year, such as 90s, 15m, 24h or 7d.", v))
-			return
-		}
-	}
-	reason, ok := record.CleanReason(f.Get("reason"))
-	if !ok {
-		c.banError(w, r, s, http.StatusBadRequest, "The reason must be printable text of at most 200 bytes, on one line.")
-		return
-	}
-	if t.Prefix.Bits() == 0 {
-		c.banError(w, r, s, http.StatusBadRequest, "Refusing to ban every address.")
+	dur, reason, err := gateway.CheckBan(t, strings.TrimSpace(f.Get("duration")), f.Get("reason"))
+	if err != nil {
+		c.banError(w, r, s, http.StatusBadRequest, err.Error())
 		return
 	}
 	_, err = c.g.Ban(r.Context(), t, dur, reason)

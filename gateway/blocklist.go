@@ -114,13 +114,8 @@ func (b *blocklist) forget(client string) { b.bans.delete(client) }
 
 // refusal returns a cached over-limit answer for the client's bucket key.
 func (b *blocklist) refusal(key string, now time.Time) (detections.ClientState, time.Time, bool) {
-	e, until, ok := b.refusals.get(key, now)
-	if !ok {
-		return detections.ClientState{}, time.Time{}, false
-	}
-	b.refusals.update(key, now, func(v *refusalEntry) { v.state.Refused++ })
-	e.state.Refused++
-	return e.state, until, true
+	e, until, ok := b.refusals.update(key, now, func(v *refusalEntry) { v.state.Refused++ })
+	return e.state, until, ok
 }
 
 // refuseUntil caches an over-limit answer until the bucket admits again.

@@ -84,19 +84,19 @@ func (c *ttlCache[V]) set(key string, v V, until, nowT time.Time) {
 	s.mu.Unlock()
 }
 
-// update changes an existing live entry in place; it reports whether one
-// existed.
-func (c *ttlCache[V]) update(key string, now time.Time, fn func(*V)) bool {
+// update changes an existing live entry in place, under one lock, and
+// returns it as changed with its expiry; ok is false when none is live.
+func (c *ttlCache[V]) update(key string, now time.Time, fn func(*V)) (v V, until time.Time, ok bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.m[key]
-	if !ok || now.UnixNano() >= e.until {
-		return false
+	e, found := s.m[key]
+	if !found || now.UnixNano() >= e.until {
+		return v, time.Time{}, false
 	}
 	fn(&e.v)
 	s.m[key] = e
-	return true
+	return e.v, time.Unix(0, e.until), true
 }
 
 func (c *ttlCache[V]) delete(key string) {

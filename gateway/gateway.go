@@ -424,6 +424,32 @@ func (g *Gateway) ParseTarget(s string) (Target, error) {
 // Ban bans a client or a range for dur (0: bans.default_duration), as an
 // operator: through the same steps as an automatic ban, replacing an
 // active ban of the client.
+// CheckBan checks an operator's ban as the admin API and the console take
+// it, before it reaches the store: duration as typed ("" for
+// bans.default_duration), at most a year; the reason as typed. It returns
+// the duration and the cleaned reason; an error is the operator's to fix.
+func CheckBan(t Target, duration, reason string) (time.Duration, string, error) {
+	var dur time.Duration
+	if duration != "" {
+		d, err := record.ParseDuration(duration)
+		if err != nil || d <= 0 {
+			return 0, "", fmt.Errorf("duration %q is not a positive duration such as 90s, 15m, 24h or 7d", duration)
+		}
+		dur = d
+	}
+	if dur > maxBan {
+		return 0, "", errors.New("duration is longer than a year")
+	}
+	clean, ok := record.CleanReason(reason)
+	if !ok {
+		return 0, "", errors.New("reason must be printable UTF-8 text of at most 200 bytes, on one line")
+	}
+	if !t.Identity && t.Prefix.Bits() == 0 {
+		return 0, "", errors.New("refusing to ban every address")
+	}
+	return dur, clean, nil
+}
+
 func (g *Gateway) Ban(ctx context.Context, t Target, dur time.Duration, reason string) (record.Ban, error) {
 	if dur == 0 {
 		dur = g.cfg.Bans.DefaultDuration

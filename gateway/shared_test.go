@@ -372,6 +372,16 @@ func TestRoundTrips(t *testing.T) {
 		t.Errorf("inside the script, per allowed request: want one PTTL (ban) and one TIME (GCRA): %v", lua)
 	}
 	t.Logf("per allowed request: %d round trip, %d commands inside the script (%v)", sum(top)/n, sum(lua)/n, lua)
+	// An upstream 404 on a known route adds one script call (the counter's
+	// INCR + PEXPIRE), before the response completes.
+	s.status(t, "GET", "/echo/status/404", "192.0.2.61") // loads the counter script
+	m.take(t, srv)
+	if got := s.status(t, "GET", "/echo/status/404", "192.0.2.60"); got != 404 {
+		t.Fatalf("upstream 404: %d", got)
+	}
+	if top, lua := m.take(t, srv); sum(top) != 2 || top["evalsha"] != 2 || lua["incr"] != 1 {
+		t.Errorf("an upstream 404: %v round trips (%v inside scripts), want 2 EVALSHA: the check and one INCR", top, lua)
+	}
 	// Ban a client; the replica learns it from its first refused request.
 	if _, err := st.Ban(t.Context(), record.BanRequest{Client: "192.0.2.99", Reason: "x", Detection: "payload", Duration: time.Hour}); err != nil {
 		t.Fatal(err)
@@ -430,8 +440,42 @@ func TestRedisErrorRepliesFailOpen(t *testing.T) {
 			t.Fatalf("request %d with Redis erroring: %d", i, got)
 		}
 	}
-	if len(gws[0].logs.lines("detection_failed")) == 0 {
+	// An outage fails every request's stateful detections: the lines are
+	// throttled to one per detection per second, the metric counts all.
+	perDetection := map[string]int{}
+	for _, l := range gws[0].logs.lines("detection_failed") {
+		perDetection[fmt.Sprint(l["detection"])]++
+	}
+	if len(perDetection) == 0 {
 		t.Error("no detection_failed logged")
+	}
+	storeFailures := map[string]float64{}
+	mfs, err := gws[0].g.Metrics().Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "rampart_detection_errors_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == "store" {
+				storeFailures[labels["detection"]] += mt.GetCounter().GetValue()
+			}
+		}
+	}
+	for det, n := range perDetection {
+		// 8 requests take well under a second; allow one second boundary.
+		if n > 2 {
+			t.Errorf("%s: %d detection_failed lines for 8 requests in an outage, want at most one per second", det, n)
+		}
+		if storeFailures[det] != 8 {
+			t.Errorf("%s: rampart_detection_errors_total{kind=store} = %v, want 8 (every failure counted)", det, storeFailures[det])
+		}
 	}
 	mr.SetError("")
 	// LOADING means "not serving": it opened the circuit; the first request

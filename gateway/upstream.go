@@ -524,9 +524,6 @@ func NewPool(route string, cfg UpstreamConfig, base http.RoundTripper, obs PoolO
 	return p, nil
 }
 
-// Route returns the route the pool serves.
-func (p *Pool) Route() string { return p.route }
-
 func (p *Pool) now() int64 { return int64(time.Since(p.epoch)) }
 
 // RoundTrip implements http.RoundTripper: it sends req to an instance
