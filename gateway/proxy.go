@@ -81,7 +81,7 @@ func (ex *exchange) rewrite(pr *httputil.ProxyRequest) {
 	}
 	rt := ex.route
 	if rt.strip {
-		pr.Out.URL.Path, pr.Out.URL.RawPath = forwardPath(pr.In.URL.EscapedPath(), ex.clean, rt.prefix)
+		pr.Out.URL.Path, pr.Out.URL.RawPath = forwardPath(ex.r.RawPath, ex.clean, rt.prefix) // RawPath: EscapedPath, once
 	}
 	pr.SetURL(rt.target)
 	pr.Out.URL.RawQuery = joinQuery(rt.target.RawQuery, pr.In.URL.RawQuery)

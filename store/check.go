@@ -19,6 +19,14 @@ import (
 // counter for one request, in one round trip. The call, including waiting
 // for a pooled connection or for a pipelined reply, never takes longer
 // than Config.Timeout, however many requests are waiting.
+//
+// With q.Subjects (hashed identities), the client's script and every
+// subject's go out together in one pipeline, so each of them runs
+// whatever the others find: when the client, or one subject, is banned,
+// every other subject that is not still takes its token and bumps its
+// refused and invalid counters. The answer is then the client's ban, else
+// the first banned subject's (in q.Subjects' order). The memory store
+// does the same.
 func (s *Redis) Check(ctx context.Context, client string, q *detections.StateQuery) (detections.Check, error) {
 	if err := s.begin(); err != nil {
 		return detections.Check{}, err
@@ -26,20 +34,7 @@ func (s *Redis) Check(ctx context.Context, client string, q *detections.StateQue
 	if len(q.Subjects) > 0 {
 		return s.checkSubjects(ctx, client, q)
 	}
-	keys := s.keys.check(client, q.RateKey)
-	doRL, countRefused, countInvalid := argFalse, argFalse, argFalse
-	if !q.RateLimit.IsZero() {
-		doRL = argTrue
-		if q.BanAfter > 0 {
-			countRefused = argTrue
-		}
-	}
-	if q.CountInvalid {
-		countInvalid = argTrue
-	}
-	la := s.limitArgs(q.RateLimit, q.InvalidWindow)
-	args := hotArgs(checkScript, keys[:], 7)
-	args = append(args, la.burst, la.rate, la.period, doRL, countRefused, la.window, countInvalid)
+	args := s.checkLine(client, q.RateKey, q.RateLimit, q.BanAfter, q.InvalidWindow, q.CountInvalid)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	cmd, err := runHot(s, ctx, checkScript, args, redis.NewStringCmd)
 	cancel()
@@ -54,20 +49,26 @@ func (s *Redis) Check(ctx context.Context, client string, q *detections.StateQue
 	return c.result(client, q, time.Now()), nil
 }
 
-// checkArgs are the check script's arguments for one subject's query.
-func (s *Redis) checkArgs(rl detections.Limit, banAfter int, window time.Duration, countInvalid bool) []any {
-	doRL, countRefused, ci := "0", "0", "0"
+// checkLine is the command line of the check script for one subject (the
+// client or a hashed identity): EVALSHA, the hash, its four keys, then
+// ARGV (see checkScript). Every argument but the keys is boxed already
+// (argTrue/argFalse, limitArgs' cache): one slice and the keys are all it
+// allocates.
+func (s *Redis) checkLine(subject, bucket string, rl detections.Limit, banAfter int, window time.Duration, countInvalid bool) []any {
+	keys := s.keys.check(subject, bucket)
+	doRL, countRefused, ci := argFalse, argFalse, argFalse
 	if !rl.IsZero() {
-		doRL = "1"
+		doRL = argTrue
 		if banAfter > 0 {
-			countRefused = "1"
+			countRefused = argTrue
 		}
 	}
 	if countInvalid {
-		ci = "1"
+		ci = argTrue
 	}
 	la := s.limitArgs(rl, window)
-	return []any{la.burst, la.rate, la.period, doRL, countRefused, la.window, ci}
+	args := hotArgs(checkScript, keys[:], 7)
+	return append(args, la.burst, la.rate, la.period, doRL, countRefused, la.window, ci)
 }
 
 // checkSubjects runs the check script for the client and for each other
@@ -76,17 +77,21 @@ func (s *Redis) checkArgs(rl detections.Limit, banAfter int, window time.Duratio
 func (s *Redis) checkSubjects(ctx context.Context, client string, q *detections.StateQuery) (detections.Check, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	keys := make([][4]string, 1+len(q.Subjects))
-	args := make([][]any, 1+len(q.Subjects))
-	keys[0], args[0] = s.keys.check(client, q.RateKey), s.checkArgs(q.RateLimit, q.BanAfter, q.InvalidWindow, q.CountInvalid)
+	lines := make([][]any, 1+len(q.Subjects))
+	lines[0] = s.checkLine(client, q.RateKey, q.RateLimit, q.BanAfter, q.InvalidWindow, q.CountInvalid)
 	for i := range q.Subjects {
 		sq := &q.Subjects[i]
-		keys[i+1], args[i+1] = s.keys.check(sq.Subject, sq.RateKey), s.checkArgs(sq.RateLimit, sq.BanAfter, sq.InvalidWindow, sq.CountInvalid)
+		lines[i+1] = s.checkLine(sq.Subject, sq.RateKey, sq.RateLimit, sq.BanAfter, sq.InvalidWindow, sq.CountInvalid)
 	}
-	cmds := make([]*redis.Cmd, len(keys))
+	cmds := make([]*redis.StringCmd, len(lines))
 	pipe := s.rdb.Pipeline()
-	for i := range keys {
-		cmds[i] = pipe.EvalSha(ctx, checkScript.Hash(), keys[i][:], args[i]...)
+	add := func(i int, line []any) {
+		cmds[i] = redis.NewStringCmd(ctx, line...)
+		cmds[i].SetFirstKeyPos(3)
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	for i, line := range lines {
+		add(i, line)
 	}
 	_, err := pipe.Exec(ctx)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -100,7 +105,10 @@ func (s *Redis) checkSubjects(ctx context.Context, client string, q *detections.
 		resent := 0
 		for i, c := range cmds {
 			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-				cmds[i] = pipe.Eval(ctx, checkScript.src, keys[i][:], args[i]...)
+				// A fresh slice: the first command still references its own.
+				src := slices.Clone(lines[i])
+				src[0], src[1] = "eval", checkScript.src
+				add(i, src)
 				resent++
 			} else if c.Err() != nil && err == nil {
 				err = c.Err()
@@ -116,9 +124,8 @@ func (s *Redis) checkSubjects(ctx context.Context, client string, q *detections.
 	now := time.Now()
 	var out detections.Check
 	for i, cmd := range cmds {
-		text, _ := cmd.Val().(string)
 		var c checkReply
-		if err := c.parse(text); err != nil {
+		if err := c.parse(cmd.Val()); err != nil {
 			return detections.Check{}, err
 		}
 		if i == 0 {

@@ -45,6 +45,7 @@ func TestContractMemory(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	cfg := store.DefaultMemoryConfig()
+	cfg.Replica = "memory"
 	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	s := store.NewMemory(cfg)
 	testStore(t, s, func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() })
@@ -280,6 +281,97 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 		near(t, "stored ttl", got.TTL, 2*time.Hour, time.Second)
 		if _, err := s.Unban(ctx, client, false); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("a replaced ban without a replica names this store's replica", func(t *testing.T) {
+		// The replica a fresh ban gets when the request names none.
+		own, err := s.Ban(ctx, record.BanRequest{Client: "192.0.2.89", Reason: "r", Detection: "d", Duration: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = s.Unban(ctx, "192.0.2.89", true)
+		client := "192.0.2.90"
+		if _, err := s.Ban(ctx, record.BanRequest{Client: client, Reason: "auto", Detection: "payload", Duration: time.Minute, Replica: "elsewhere"}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Ban(ctx, record.BanRequest{Client: client, Reason: "operator says", Detection: "admin", Duration: time.Hour, Replace: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Replica != own.Replica {
+			t.Errorf("replaced ban: replica %q, want %q", b.Replica, own.Replica)
+		}
+		got, found, err := s.GetBan(ctx, client)
+		if err != nil || !found || got.Replica != own.Replica {
+			t.Errorf("stored replaced ban: %+v %v %v, want replica %q", got, found, err, own.Replica)
+		}
+		c, err := s.Check(ctx, client, &detections.StateQuery{})
+		if err != nil || c.Ban == nil || c.Ban.Replica != own.Replica {
+			t.Errorf("check after replace: %+v %v, want replica %q", c.Ban, err, own.Replica)
+		}
+		_, _ = s.Unban(ctx, client, true)
+	})
+
+	t.Run("every subject runs even when the client or a subject is banned", func(t *testing.T) {
+		// One round trip sends the client's script and every subject's
+		// together (Redis), so a ban cannot spare the others: each
+		// subject takes a token and counts, whoever is banned.
+		client := "192.0.2.120"
+		s1, s2 := "id:0123456789abcdef0123456789abcdef", "id:fedcba9876543210fedcba9876543210"
+		one := detections.Limit{Rate: 1, Burst: 1, Period: time.Minute}
+		sub := func(id string) detections.SubjectQuery {
+			return detections.SubjectQuery{Subject: id, RateLimit: one, RateKey: "login", BanAfter: 5, InvalidWindow: time.Minute, CountInvalid: true}
+		}
+		q := &detections.StateQuery{Subjects: []detections.SubjectQuery{sub(s1), sub(s2)}}
+		ban := func(who string) {
+			t.Helper()
+			if _, err := s.Ban(ctx, record.BanRequest{Client: who, Reason: "r", Detection: "d", Duration: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(wantBan string) detections.Check {
+			t.Helper()
+			c, err := s.Check(ctx, client, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case wantBan == "" && c.Ban != nil:
+				t.Fatalf("check: ban of %s, want none", c.Ban.Client)
+			case wantBan != "" && (c.Ban == nil || c.Ban.Client != wantBan):
+				t.Fatalf("check: %+v, want the ban of %s", c, wantBan)
+			}
+			return c
+		}
+		ban(client)
+		check(client) // the client is banned: s1 and s2 still run
+		if _, err := s.Unban(ctx, client, true); err != nil {
+			t.Fatal(err)
+		}
+		ban(s1)
+		check(s1) // s1 is banned: s2, after it, still runs
+		if _, err := s.Unban(ctx, s1, true); err != nil {
+			t.Fatal(err)
+		}
+		c := check("")
+		for _, w := range []struct {
+			id               string
+			refused, invalid int64
+		}{
+			// s1: a token taken while the client was banned, then
+			// refused now (its own ban skipped it once).
+			{s1, 1, 2},
+			// s2: ran all three times.
+			{s2, 2, 3},
+		} {
+			st := c.State.Of(w.id)
+			if st == nil {
+				t.Fatalf("no state for %s: %+v", w.id, c.State)
+			}
+			if st.Rate.Allowed != 0 || st.Refused != w.refused || st.Invalid != w.invalid {
+				t.Errorf("%s: allowed %d refused %d invalid %d, want 0, %d, %d", w.id, st.Rate.Allowed, st.Refused, st.Invalid, w.refused, w.invalid)
+			}
 		}
 	})
 

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -12,19 +11,8 @@ import (
 	"github.com/rampartgw/rampart/detections/jwt"
 )
 
-// The credential keys (see keys.go for the rest of the schema):
-//
-//	<prefix>jwt:alg:{<hash>}              string  algorithm families learnt for an issuer
-//	                                              (a bitmask); TTL = alg_confusion.learn_ttl
-//	<prefix>jwt:alg:{<hash>}:sight:<fam>  HLL     distinct clients that presented a family
-//	                                              not learnt yet; TTL = sighting_ttl
-//	<prefix>jwt:ws:{<kind>:<hash>}        string  weak-secret verdict ("1 <secret id>" or
-//	                                              "0") or sweep claim; TTL as the caller says
-//	<prefix>tokip:{<token id>}            HLL     distinct client keys that used one token or
-//	                                              API key within the window
-//
-// <hash> and <token id> are hashes (the jwt package's and detections.Credential's):
-// no token, secret or issuer name is stored.
+// The credential keys (jwt:alg, jwt:ws, tokip) are listed and built in
+// keys.go with the rest of the schema.
 
 // JWTAlgStore is the jwt.AlgStore on Redis: every replica learns an
 // issuer's algorithms from the same keys.
@@ -38,7 +26,7 @@ func (s *Redis) JWTAlgStore(learnTTL, sightingTTL time.Duration) *JWTAlgStore {
 	return &JWTAlgStore{s: s, learnTTL: learnTTL, sightTT: sightingTTL}
 }
 
-func (a *JWTAlgStore) key(k string) string { return a.s.keys.prefix + "jwt:alg:{" + k + "}" }
+func (a *JWTAlgStore) key(k string) string { return a.s.keys.JWTAlg(k) }
 
 // Learned implements jwt.AlgStore.
 func (a *JWTAlgStore) Learned(ctx context.Context, key string) (jwt.AlgFamilies, error) {
@@ -57,7 +45,7 @@ func (a *JWTAlgStore) Sight(ctx context.Context, key string, fam jwt.AlgFamily, 
 	if err := a.s.begin(); err != nil {
 		return 0, err
 	}
-	k := a.key(key) + ":sight:" + strconv.Itoa(int(fam))
+	k := a.s.keys.JWTAlgSighting(key, int(fam))
 	pipe := a.s.rdb.Pipeline()
 	pipe.PFAdd(ctx, k, witness)
 	pipe.ExpireNX(ctx, k, a.sightTT)
@@ -95,7 +83,7 @@ type JWTSecretCache struct{ s *Redis }
 // JWTSecretCache returns the weak-secret verdict cache.
 func (s *Redis) JWTSecretCache() *JWTSecretCache { return &JWTSecretCache{s: s} }
 
-func (c *JWTSecretCache) key(k string) string { return c.s.keys.prefix + "jwt:ws:{" + k + "}" }
+func (c *JWTSecretCache) key(k string) string { return c.s.keys.JWTSecret(k) }
 
 // Load implements jwt.SecretCache.
 func (c *JWTSecretCache) Load(ctx context.Context, key string) (jwt.SecretVerdict, bool, error) {
@@ -148,7 +136,7 @@ func (s *Redis) Spread(ctx context.Context, token, member string, window time.Du
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
-	k := s.keys.prefix + "tokip:{" + token + "}"
+	k := s.keys.TokenSpread(token)
 	pipe := s.rdb.Pipeline()
 	pipe.PFAdd(ctx, k, member)
 	pipe.ExpireNX(ctx, k, window)

@@ -215,8 +215,14 @@ func eventFromFields(id string, v map[string]any) record.Event {
 
 // Query reads the stream newest first, filtering, within q.Scan entries.
 // The partitions are merged by event time (then entry id): each is in
-// write order, and every shard's entry ids come from its own clock.
+// write order, and every shard's entry ids come from its own clock. Each
+// read of the partitions is one pipeline: the first reads all of them in
+// one round trip (one per node on a Cluster), a later one the partitions
+// whose page ran out.
 func (w *EventStream) Query(ctx context.Context, q record.EventQuery) ([]record.Event, error) {
+	if err := w.s.begin(); err != nil {
+		return nil, err
+	}
 	limit, scan := q.Bounds()
 	start := "-"
 	if !q.Since.IsZero() {
@@ -237,24 +243,41 @@ func (w *EventStream) Query(ctx context.Context, q record.EventQuery) ([]record.
 		cur[p].end = "+"
 	}
 	page := int64(max(min(500, scan/n), 50))
-	fill := func(p int) error {
-		c := &cur[p]
-		if c.done || len(c.buf) > 0 {
+	cmds := make([]*redis.XMessageSliceCmd, n)
+	// fill reads the next page of every partition that has run out.
+	fill := func() error {
+		var pipe redis.Pipeliner
+		for p := range cur {
+			cmds[p] = nil
+			if c := &cur[p]; !c.done && len(c.buf) == 0 {
+				if pipe == nil {
+					pipe = w.s.rdb.Pipeline()
+				}
+				cmds[p] = pipe.XRevRangeN(ctx, w.s.keys.EventsPart(p), c.end, start, page)
+			}
+		}
+		if pipe == nil {
 			return nil
 		}
-		msgs, err := w.s.rdb.XRevRangeN(ctx, w.s.keys.EventsPart(p), c.end, start, page).Result()
-		if err != nil {
-			return w.s.end("events query", err)
+		_, err := pipe.Exec(ctx)
+		if err = w.s.end("events query", err); err != nil {
+			return err
 		}
-		c.buf = c.buf[:0]
-		for _, m := range msgs {
-			c.buf = append(c.buf, entry{id: m.ID, e: eventFromFields(m.ID, m.Values)})
-		}
-		if int64(len(msgs)) < page {
-			c.done = true
-		}
-		if len(msgs) > 0 {
-			c.end = "(" + msgs[len(msgs)-1].ID
+		for p, cmd := range cmds {
+			if cmd == nil {
+				continue
+			}
+			c, msgs := &cur[p], cmd.Val()
+			c.buf = c.buf[:0]
+			for _, m := range msgs {
+				c.buf = append(c.buf, entry{id: m.ID, e: eventFromFields(m.ID, m.Values)})
+			}
+			if int64(len(msgs)) < page {
+				c.done = true
+			}
+			if len(msgs) > 0 {
+				c.end = "(" + msgs[len(msgs)-1].ID
+			}
 		}
 		return nil
 	}
@@ -266,11 +289,11 @@ func (w *EventStream) Query(ctx context.Context, q record.EventQuery) ([]record.
 	}
 	var out []record.Event
 	for scanned := 0; scanned < scan && len(out) < limit; scanned++ {
+		if err := fill(); err != nil {
+			return nil, err
+		}
 		best := -1
 		for p := range cur {
-			if err := fill(p); err != nil {
-				return nil, err
-			}
 			if len(cur[p].buf) > 0 && (best < 0 || newer(&cur[p].buf[0], &cur[best].buf[0])) {
 				best = p
 			}
@@ -302,15 +325,24 @@ func idAfter(a, b string) bool {
 	return an > bn
 }
 
-// Len returns the stream's length (all partitions).
+// Len returns the stream's length (all partitions), in one pipeline: one
+// round trip (one per node on a Cluster).
 func (w *EventStream) Len(ctx context.Context) (int64, error) {
+	if err := w.s.begin(); err != nil {
+		return 0, err
+	}
+	pipe := w.s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, w.s.keys.Partitions())
+	for p := range cmds {
+		cmds[p] = pipe.XLen(ctx, w.s.keys.EventsPart(p))
+	}
+	_, err := pipe.Exec(ctx)
+	if err = w.s.end("events len", err); err != nil {
+		return 0, err
+	}
 	var n int64
-	for p := range w.s.keys.Partitions() {
-		l, err := w.s.rdb.XLen(ctx, w.s.keys.EventsPart(p)).Result()
-		if err != nil {
-			return 0, err
-		}
-		n += l
+	for _, c := range cmds {
+		n += c.Val()
 	}
 	return n, nil
 }

@@ -5,7 +5,8 @@ import (
 	"unsafe"
 )
 
-// The Redis key schema. This file is the only place key names are built.
+// The Redis key schema. Key names are built only by Keys' methods: here,
+// and in feeds.go, monitor.go and tickets.go for their own structures.
 //
 // Per-client keys put the client key in a hash tag ({...}) so every key that
 // one Lua script touches for a client lands in the same Cluster slot. Names
@@ -26,6 +27,21 @@ import (
 //	                                        TTL = the longest range ban
 //	<prefix>events[:{<p>}]          stream  security events (see the events writer)
 //	<prefix>bans:events             channel pub/sub: ban and unban notifications
+//
+// The credential keys (the jwt and credential detections, credentials.go):
+//
+//	<prefix>jwt:alg:{<hash>}              string  algorithm families learnt for an issuer
+//	                                              (a bitmask); TTL = alg_confusion.learn_ttl
+//	<prefix>jwt:alg:{<hash>}:sight:<fam>  HLL     distinct clients that presented a family
+//	                                              not learnt yet; TTL = sighting_ttl
+//	<prefix>jwt:ws:{<kind>:<hash>}        string  weak-secret verdict ("1 <secret id>" or
+//	                                              "0") or sweep claim; TTL as the caller says
+//	<prefix>tokip:{<token id>}            HLL     distinct client keys that used one token or
+//	                                              API key within the window (a hash in the
+//	                                              memory store)
+//
+// <hash> and <token id> are hashes (the jwt package's and
+// detections.Credential's): no token, secret or issuer name is stored.
 //
 // <client> is an IPv4 address, an IPv6 prefix ("2001:db8:1:2::/64") or a
 // hashed identity ("id:" and 32 hex digits).
@@ -105,6 +121,23 @@ func (k Keys) Refused(client, bucket string) string {
 
 // Invalid is the enumeration counter of client.
 func (k Keys) Invalid(client string) string { return k.tagged("enum", client) }
+
+// JWTAlg is the bitmask of algorithm families learnt for an issuer (hash).
+func (k Keys) JWTAlg(hash string) string { return k.tagged("jwt:alg", hash) }
+
+// JWTAlgSighting is the HyperLogLog of clients that presented algorithm
+// family fam, not learnt yet, for an issuer (hash).
+func (k Keys) JWTAlgSighting(hash string, fam int) string {
+	return k.JWTAlg(hash) + ":sight:" + strconv.Itoa(fam)
+}
+
+// JWTSecret is the weak-secret verdict (or sweep claim) of key
+// ("<kind>:<hash>").
+func (k Keys) JWTSecret(key string) string { return k.tagged("jwt:ws", key) }
+
+// TokenSpread is the set of distinct clients that used one token or API
+// key (token: its hashed id).
+func (k Keys) TokenSpread(token string) string { return k.tagged("tokip", token) }
 
 // BanIndex is the sorted set of active bans of partition p.
 func (k Keys) BanIndex(p int) string { return k.part("bans", p) }

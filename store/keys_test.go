@@ -20,3 +20,22 @@ func TestCheckKeysMatchSchema(t *testing.T) {
 		t.Errorf("check keys: %.0f allocations, want 1", n)
 	}
 }
+
+// TestCredentialKeysMatchSchema: the credential keys' names are the ones
+// the README documents (operators find them with redis-cli).
+func TestCredentialKeysMatchSchema(t *testing.T) {
+	k := NewKeys("gw:")
+	for got, want := range map[string]string{
+		k.JWTAlg("ab12"):            "gw:jwt:alg:{ab12}",
+		k.JWTAlgSighting("ab12", 4): "gw:jwt:alg:{ab12}:sight:4",
+		k.JWTSecret("hs:cd34"):      "gw:jwt:ws:{hs:cd34}",
+		k.TokenSpread("ef56"):       "gw:tokip:{ef56}",
+	} {
+		if got != want {
+			t.Errorf("key %q, want %q", got, want)
+		}
+	}
+	if c := clientFromTagged(k.TokenSpread("ef56")); c != "ef56" {
+		t.Errorf("tokip hash tag %q, want the token id", c)
+	}
+}

@@ -18,8 +18,9 @@ import (
 // MemoryConfig configures the in-process store.
 type MemoryConfig struct {
 	// MaxEntries caps the number of live keys (buckets, counters, bans);
-	// when full, expired entries go first, then arbitrary ones. Memory stays
-	// bounded whatever the number of distinct clients.
+	// when full, expired entries go first, then arbitrary ones, bans last.
+	// Memory stays bounded whatever the number of distinct clients (a
+	// token's set of clients, one entry, holds at most spreadCap).
 	MaxEntries int `yaml:"max_entries"`
 	// Escalation applies to automatic bans (bans.escalation in the file).
 	Escalation Escalation `yaml:"-"`
@@ -64,6 +65,7 @@ type memEntry struct {
 	expires time.Time // zero: no expiry
 	num     float64   // GCRA TAT (seconds) or counter
 	hash    map[string]string
+	ban     bool // an active ban: evicted only when the shard holds nothing else
 }
 
 type memShard struct {
@@ -133,24 +135,32 @@ func (sh *memShard) get(key string, now time.Time) *memEntry {
 	return e
 }
 
-// put inserts or replaces key, evicting when the shard is full.
+// put inserts or replaces key, evicting when the shard is full: expired
+// entries first, else an arbitrary one that is not a ban (found in the
+// same walk), else an arbitrary ban.
 func (sh *memShard) put(key string, e *memEntry, now time.Time, limit int) {
 	if _, ok := sh.m[key]; !ok && len(sh.m) >= limit {
 		evicted := 0
-		for k, old := range sh.m {
+		victim, found := "", false
+		for k, old := range sh.m { // map order is random: arbitrary victims
 			if !old.expires.IsZero() && !now.Before(old.expires) {
 				delete(sh.m, k)
 				evicted++
+			} else if !found && !old.ban {
+				victim, found = k, true
 			}
 			if evicted >= 8 {
 				break
 			}
 		}
-		if evicted == 0 {
-			for k := range sh.m { // map order is random: an arbitrary victim
-				delete(sh.m, k)
+		if evicted == 0 && !found {
+			for k := range sh.m { // nothing but bans
+				victim, found = k, true
 				break
 			}
+		}
+		if evicted == 0 && found {
+			delete(sh.m, victim)
 		}
 	}
 	sh.m[key] = e
@@ -184,22 +194,33 @@ func epochSeconds(t time.Time) float64 {
 }
 
 // Check mirrors checkScript: it fills the same checkReply, which both
-// stores turn into the answer.
+// stores turn into the answer. As on Redis (see Redis.Check), every
+// subject is checked, whoever is banned: the answer is the client's ban,
+// else the first banned subject's.
 func (s *Memory) Check(_ context.Context, client string, q *detections.StateQuery) (detections.Check, error) {
 	now := s.cfg.Now()
 	out := s.check(client, q, now)
-	if out.Ban != nil || len(q.Subjects) == 0 {
+	if len(q.Subjects) == 0 {
 		return out, nil
 	}
-	out.State.Subjects = make([]detections.SubjectState, len(q.Subjects))
+	var banned *detections.Check
+	if out.Ban == nil {
+		out.State.Subjects = make([]detections.SubjectState, len(q.Subjects))
+	}
 	for i := range q.Subjects {
 		sq := &q.Subjects[i]
 		r := s.check(sq.Subject, &detections.StateQuery{RateLimit: sq.RateLimit, RateKey: sq.RateKey, BanAfter: sq.BanAfter,
 			InvalidWindow: sq.InvalidWindow, CountInvalid: sq.CountInvalid}, now)
-		if r.Ban != nil {
-			return r, nil
+		switch {
+		case out.Ban != nil || banned != nil:
+		case r.Ban != nil:
+			banned = &r
+		default:
+			out.State.Subjects[i] = detections.SubjectState{Subject: sq.Subject, Rate: r.State.Rate, Refused: r.State.Refused, Invalid: r.State.Invalid}
 		}
-		out.State.Subjects[i] = detections.SubjectState{Subject: sq.Subject, Rate: r.State.Rate, Refused: r.State.Refused, Invalid: r.State.Invalid}
+	}
+	if banned != nil {
+		return *banned, nil
 	}
 	return out, nil
 }
@@ -301,13 +322,16 @@ func (s *Memory) Ban(_ context.Context, req record.BanRequest) (record.Ban, erro
 	now := s.cfg.Now()
 	sh := s.shard(req.Client)
 	sh.mu.Lock()
+	replica := req.Replica
+	if replica == "" {
+		replica = s.cfg.Replica
+	}
 	banKey := s.keys.Ban(req.Client)
 	if e := sh.get(banKey, now); e != nil && req.Replace {
+		// As banScript: the replacing ban names its replica, like a new one.
 		until := now.Add(req.Duration)
-		e.hash["reason"], e.hash["detection"], e.hash["last_seen"], e.hash["until"] = req.Reason, req.Detection, msString(now), msString(until)
-		if req.Replica != "" {
-			e.hash["replica"] = req.Replica
-		}
+		e.hash["reason"], e.hash["detection"], e.hash["replica"] = req.Reason, req.Detection, replica
+		e.hash["last_seen"], e.hash["until"] = msString(now), msString(until)
 		e.expires = until
 		b := banFromHash(req.Client, e.hash, 0)
 		b.TTL, b.Until, b.New = req.Duration, until, true
@@ -340,17 +364,13 @@ func (s *Memory) Ban(_ context.Context, req record.BanRequest) (record.Ban, erro
 		limit := float64(max(esc.Max, req.Duration))
 		dur = time.Duration(math.Min(f, limit)).Truncate(time.Millisecond)
 	}
-	replica := req.Replica
-	if replica == "" {
-		replica = s.cfg.Replica
-	}
 	until := now.Add(dur)
 	h := map[string]string{
 		"reason": req.Reason, "detection": req.Detection, "replica": replica,
 		"first_seen": off.hash["first_seen"], "last_seen": msString(now),
 		"count": itoa(int64(off.num)), "until": msString(until),
 	}
-	sh.put(banKey, &memEntry{hash: h, expires: until}, now, s.perShard)
+	sh.put(banKey, &memEntry{hash: h, expires: until, ban: true}, now, s.perShard)
 	sh.mu.Unlock()
 	b := banFromHash(req.Client, h, 0)
 	b.TTL, b.Until, b.New = dur, until, true
@@ -529,20 +549,27 @@ func itoa(n int64) string {
 	return toString(n)
 }
 
+// spreadCap bounds the members Spread keeps per token: one entry of
+// MaxEntries must stay small. It is far above credential_shared's
+// max_clients (20 by default): the count saturates here, still above it.
+const spreadCap = 1024
+
 // Spread counts the distinct members (client keys) that used token within
-// window, exactly, up to 10,000 per token.
+// window, exactly, up to spreadCap (1,024) per token: from there on it
+// reports 1,024, so a max_clients of 1,024 or more never fires on the
+// memory store.
 func (s *Memory) Spread(_ context.Context, token, member string, window time.Duration) (int64, error) {
 	now := s.cfg.Now()
 	sh := s.shard(token)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	key := s.keys.prefix + "tokip:{" + token + "}"
+	key := s.keys.TokenSpread(token)
 	e := sh.get(key, now)
 	if e == nil {
 		e = &memEntry{hash: map[string]string{}, expires: now.Add(window)}
 		sh.put(key, e, now, s.perShard)
 	}
-	if len(e.hash) < 10_000 {
+	if len(e.hash) < spreadCap {
 		e.hash[member] = ""
 	}
 	return int64(len(e.hash)), nil
