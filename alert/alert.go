@@ -154,6 +154,12 @@ type Options struct {
 	Tick time.Duration
 	// Client sends the notifications; nil: a client with Timeout.
 	Client HTTPDoer
+	// Dropped, when set, reports how many event batches the feed given to
+	// Run has lost so far because the alerter fell behind
+	// (console.Subscription.Dropped): Run exports the increase as
+	// rampart_alert_events_dropped_total and logs it, since the bans and
+	// blocks in those batches raise no alert.
+	Dropped func() int64
 }
 
 // Alerter evaluates the rules and sends notifications.
@@ -168,6 +174,7 @@ type Alerter struct {
 	tick    time.Duration
 	sinks   []*dispatcher
 	m       *metrics
+	dropped func() int64
 
 	// Evaluation state, owned by Run's goroutine.
 	groups    map[string]*group
@@ -176,6 +183,8 @@ type Alerter struct {
 	down      map[string]bool // replicas alerted as down
 	storeDown bool
 	lastFleet time.Time
+	// droppedSeen is the Dropped count already exported.
+	droppedSeen int64
 
 	wg sync.WaitGroup
 }
@@ -198,7 +207,7 @@ func New(opts Options) (*Alerter, error) {
 		opts.Tick = time.Second
 	}
 	a := &Alerter{cfg: opts.Config, replica: opts.Replica, claim: opts.Claimer, fleet: opts.Fleet, health: opts.Health,
-		log: opts.Logger.With(slog.String("component", "alert")), now: opts.Now, tick: opts.Tick,
+		log: opts.Logger.With(slog.String("component", "alert")), now: opts.Now, tick: opts.Tick, dropped: opts.Dropped,
 		groups: map[string]*group{}, rates: map[string]*window{}, rateFire: map[string]bool{}, down: map[string]bool{}}
 	a.m = newMetrics(opts.Registerer)
 	client := opts.Client
@@ -236,9 +245,11 @@ func (a *Alerter) Run(ctx context.Context, events <-chan []record.Event) {
 			}
 			a.Observe(evs)
 		case <-t.C:
+			a.countDropped(ctx)
 			a.Evaluate(ctx)
 		}
 	}
+	a.countDropped(ctx)
 	for _, d := range a.sinks {
 		d.close()
 	}
@@ -246,6 +257,26 @@ func (a *Alerter) Run(ctx context.Context, events <-chan []record.Event) {
 	a.wg.Wait()
 	stop.Stop()
 	cancel()
+}
+
+// countDropped exports the event batches the feed lost since the last
+// look (Options.Dropped).
+func (a *Alerter) countDropped(ctx context.Context) {
+	if a.dropped == nil {
+		return
+	}
+	n := a.dropped()
+	if n < a.droppedSeen { // a new feed counting from zero
+		a.droppedSeen = 0
+	}
+	d := n - a.droppedSeen
+	if d <= 0 {
+		return
+	}
+	a.droppedSeen = n
+	a.m.eventsDropped.Add(float64(d))
+	a.log.LogAttrs(ctx, slog.LevelWarn, "alert_events_dropped", slog.Int64("batches", d), slog.Int64("total", n),
+		slog.String("detail", "the alerter fell behind the event feed: the bans and blocks in these batches raise no alert"))
 }
 
 // Observe feeds events to the rules. Run calls it; tests may too (from
@@ -666,6 +697,7 @@ type metrics struct {
 	notifications *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	deduplicated  prometheus.Counter
+	eventsDropped prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -678,6 +710,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Retried notification attempts, by sink."}, []string{"sink"}),
 		deduplicated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rampart", Name: "alert_notifications_deduplicated_total",
 			Help: "Notifications this replica did not send because another replica holds the group's lease (and sent them)."}),
+		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rampart", Name: "alert_events_dropped_total",
+			Help: "Batches of security events the alerter lost because it fell behind the event feed: the bans and blocks in them raised no alert."}),
 	}
 	if r != nil {
 		// A second alerter on one registry (tests) shares the first's
@@ -696,6 +730,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.notifications = register(m.notifications).(*prometheus.CounterVec)
 		m.retries = register(m.retries).(*prometheus.CounterVec)
 		m.deduplicated = register(m.deduplicated).(prometheus.Counter)
+		m.eventsDropped = register(m.eventsDropped).(prometheus.Counter)
 	}
 	for _, n := range []string{AlertClientBanned, AlertAttackRate, AlertReplicaDown, AlertStoreDown} {
 		m.alerts.WithLabelValues(n)

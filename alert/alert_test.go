@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -674,5 +675,51 @@ func TestConfigValidate(t *testing.T) {
 	on.Enabled = true
 	if err := on.Validate(); err == nil || !strings.Contains(err.Error(), "no sink") {
 		t.Errorf("enabled without sinks: %v", err)
+	}
+}
+
+// lockedBuffer is a log written from the alerter's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestDroppedEventsCounted: event batches the feed lost because the
+// alerter fell behind (Options.Dropped, the console subscription's count)
+// show in rampart_alert_events_dropped_total and in the log.
+func TestDroppedEventsCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var dropped atomic.Int64
+	log := &lockedBuffer{}
+	r := newReceiver(t)
+	cfg := testConfig(alert.SinkConfig{Name: "am", Type: alert.SinkAlertmanager, URL: r.srv.URL})
+	_, stop := run(t, alert.Options{Config: cfg, Registerer: reg, Dropped: dropped.Load,
+		Logger: slog.New(slog.NewJSONHandler(log, nil))})
+	metric := func() float64 { return gathered(t, reg, "rampart_alert_events_dropped_total") }
+	if got := metric(); got != 0 {
+		t.Fatalf("before any drop: %v, want 0 (the series exists from the start)", got)
+	}
+	dropped.Store(3)
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, func() bool { return metric() == 3 }, "dropped: %v, want 3", metric())
+	dropped.Store(5)
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, func() bool { return metric() == 5 }, "dropped: %v, want 5", metric())
+	stop()
+	if got := metric(); got != 5 {
+		t.Errorf("after stop: %v, want 5 (no drop counted twice)", got)
+	}
+	if s := log.String(); !strings.Contains(s, `"msg":"alert_events_dropped"`) || !strings.Contains(s, `"batches":2`) {
+		t.Errorf("log lacks the drops:\n%s", s)
 	}
 }

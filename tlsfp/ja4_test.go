@@ -124,11 +124,13 @@ func TestJA4Rules(t *testing.T) {
 	tests := []struct {
 		name string
 		h    Hello
-		want string // prefix or full value
+		want string // the whole JA4 when it has all three parts (a_b_c), else a prefix
 	}{
 		{"empty lists", Hello{Version: 0x0301}, "t10i000000_000000000000_000000000000"},
 		{"only SNI and ALPN", Hello{Version: 0x0303, CipherSuites: []uint16{0x002f}, Extensions: []uint16{0, 0x10}, ALPN: []string{"h2"}}, "t12d0102h2_"},
-		{"SNI only hashes to zeros", Hello{Version: 0x0303, CipherSuites: []uint16{0x002f}, Extensions: []uint16{0}}, "t12d0101"},
+		// JA4_b is sha256("002f")[:12]; JA4_c hashes nothing (SNI is left
+		// out, no signature algorithms): an empty list is 000000000000.
+		{"SNI only hashes to zeros", Hello{Version: 0x0303, CipherSuites: []uint16{0x002f}, Extensions: []uint16{0}}, "t12d010100_ba72b8082249_000000000000"},
 		{"SCSV counted", Hello{Version: 0x0303, CipherSuites: []uint16{0x0a0a, 0x002f, 0x00ff, 0x5600, 0xfe01}}, "t12i0400"},
 		{"cap at 99", Hello{Version: 0x0303, CipherSuites: many, Extensions: many}, "t12i9999"},
 		{"SSL 3.0", Hello{Version: 0x0300}, "ts3i"},
@@ -142,7 +144,11 @@ func TestJA4Rules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			got := JA4(tc.h)
-			if !strings.HasPrefix(got, tc.want) {
+			if strings.Count(tc.want, "_") == 2 {
+				if got != tc.want {
+					t.Errorf("got %s, want %s", got, tc.want)
+				}
+			} else if !strings.HasPrefix(got, tc.want) {
 				t.Errorf("got %s, want %s...", got, tc.want)
 			}
 		})

@@ -339,6 +339,8 @@ func (l *loaded) buildPolicy(dp deps) (*gateway.Policy, error) {
 	}
 	routes, rerrs := l.buildRoutes(dp)
 	errs = append(errs, rerrs...)
+	banKeys, kerrs := l.banKeys()
+	errs = append(errs, kerrs...)
 	if err := errors.Join(errs...); err != nil {
 		closeChain(chain)
 		for _, r := range routes {
@@ -347,7 +349,13 @@ func (l *loaded) buildPolicy(dp deps) (*gateway.Policy, error) {
 		return nil, config.Join(errs...)
 	}
 	up := f.Upstream
-	pol := &gateway.Policy{Chain: chain, Exempt: exempt, Routes: routes, Upstream: &up}
+	pol := &gateway.Policy{Chain: chain, Exempt: exempt, Routes: routes, Upstream: &up, BanKeys: banKeys}
+	// The allow list protects from bans even when the ip detection is off
+	// (and then was not built; when it is, its section's errors are
+	// reported already).
+	if allow, err := detections.ParseIPSet(f.Detections.IP.Config.Allow); err == nil && allow.Len() > 0 {
+		pol.AllowListed = allow.Contains
+	}
 	if f.Shadow.File != "" {
 		sp, err := l.buildShadow(dp)
 		if err != nil {
@@ -356,20 +364,33 @@ func (l *loaded) buildPolicy(dp deps) (*gateway.Policy, error) {
 		}
 		pol.Shadow = sp
 	}
-	for i, k := range f.Bans.IdentityKeys {
+	return pol, nil
+}
+
+// banKeys parses bans.identity_keys: the identities, other than the IP
+// alone, whose bans every request is checked against.
+func (l *loaded) banKeys() ([]detections.KeySpec, []error) {
+	var keys []detections.KeySpec
+	var errs []error
+	for i, k := range l.Bans.IdentityKeys {
 		spec, err := detections.ParseKeySpec(k)
 		if err != nil {
-			return nil, d.Annotate(fmt.Sprintf("bans.identity_keys[%d]", i), fmt.Errorf("bans.identity_keys[%d]%w", i, err))
+			// One error per bad part, each naming its key
+			// (bans.identity_keys[i][j]).
+			parts := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				parts = j.Unwrap()
+			}
+			for _, e := range parts {
+				errs = append(errs, l.doc.Annotate("bans", fmt.Errorf("bans.identity_keys[%d]%w", i, e)))
+			}
+			continue
 		}
 		if !spec.IsIP() {
-			pol.BanKeys = append(pol.BanKeys, spec)
+			keys = append(keys, spec)
 		}
 	}
-	// The allow list protects from bans even when the ip detection is off.
-	if ip, err := detections.NewIP(f.Detections.IP.Config); err == nil {
-		pol.AllowListed = ip.AllowListed
-	}
-	return pol, nil
+	return keys, errs
 }
 
 // buildChain builds the chain names lists from dets, every section with
@@ -425,7 +446,6 @@ func (l *loaded) buildChain(dets *Detections, names []string, dp deps, at string
 	for _, name := range names {
 		if s, ok := byName[name]; ok && s.built != nil && seen[name] {
 			entries = append(entries, s.settings.Entry(s.built))
-			seen[name] = false // listed twice: once
 		}
 	}
 	if len(errs) > 0 {

@@ -3,10 +3,12 @@ package main
 import (
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -314,5 +316,142 @@ func TestREADMEExample(t *testing.T) {
 	}
 	if between("../../README.md") != between("../../detections/example_test.go") {
 		t.Error("the README's example differs from detections/example_test.go")
+	}
+}
+
+// TestBanIdentityKeys: bans.identity_keys is a list of key specs, each a
+// list; the bare form (one spec written as the list) is refused naming the
+// key, and a bad part is reported under its own key, once.
+func TestBanIdentityKeys(t *testing.T) {
+	l, err := parse(t, "bans:\n  identity_keys: [[jwt:sub], [header:X-Api-Key], [ip]]\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"jwt:sub"}, {"header:X-Api-Key"}, {"ip"}}; !reflect.DeepEqual(l.Bans.IdentityKeys, want) {
+		t.Errorf("identity_keys = %q, want %q", l.Bans.IdentityKeys, want)
+	}
+	pol, err := l.buildPolicy(checkDeps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePolicy(pol)
+	var got []string
+	for _, k := range pol.BanKeys {
+		got = append(got, k.String())
+	}
+	// The IP alone is what bans are always checked against: not a ban key.
+	if want := []string{"jwt:sub", "header:X-Api-Key"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ban keys %q, want %q", got, want)
+	}
+
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"bare form", "bans:\n  identity_keys: [jwt:sub]\n", []string{"test.yaml:2: bans.identity_keys[0]", "jwt:sub"}},
+		{"bad part", "bans:\n  identity_keys:\n    - [jwt:sub]\n    - [ip, bogus, \"jwt:\"]\n",
+			[]string{`test.yaml:4: bans.identity_keys[1][1]: "bogus": want ip`, `test.yaml:4: bans.identity_keys[1][2]: "jwt:": want jwt:<claim>`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.yaml, nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "].bans.") {
+				t.Errorf("error %q names the key twice", err)
+			}
+		})
+	}
+}
+
+// TestBuildPolicyReleasesOnError: a policy that fails to build (here on a
+// bad bans.identity_keys, in the file or in its shadow) releases every
+// detection it built, the crs WAF and the shadow policy's included.
+func TestBuildPolicyReleasesOnError(t *testing.T) {
+	var mu sync.Mutex
+	count := map[string]int{}
+	hook := func(d detections.Detection) {
+		mu.Lock()
+		defer mu.Unlock()
+		count[d.Name()]++
+	}
+	released.Store(&hook)
+	t.Cleanup(func() { released.Store(nil) })
+	dir := t.TempDir()
+	shadow := filepath.Join(dir, "shadow.yaml")
+	for _, tc := range []struct {
+		name, file, shadow string
+		want               map[string]int // at least
+	}{
+		{"bad key", "chain: [ip, payload, crs]\nbans:\n  identity_keys: [[bogus]]\n", "",
+			map[string]int{"ip": 1, "payload": 1, "crs": 1}},
+		{"bad key in the shadow", "chain: [ip, payload]\nshadow:\n  file: " + shadow + "\n", "chain: [ip, payload]\nbans:\n  identity_keys: [[bogus]]\n",
+			map[string]int{"ip": 2, "payload": 2}}, // the shadow's chain, and the file's
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			clear(count)
+			mu.Unlock()
+			if err := os.WriteFile(shadow, []byte(tc.shadow), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := parse(t, tc.file, nil) // the check builds the policy
+			if err == nil || !strings.Contains(err.Error(), "bogus") {
+				t.Fatalf("error %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for name, n := range tc.want {
+				if count[name] < n {
+					t.Errorf("%s released %d times, want %d (released: %v)", name, count[name], n, count)
+				}
+			}
+		})
+	}
+}
+
+// TestAllowListedFromAllowList: the policy's AllowListed (clients never
+// banned) is the ip detection's allow list, with the detection in the
+// chain or off, whatever its feeds.
+func TestAllowListedFromAllowList(t *testing.T) {
+	for _, tc := range []struct{ name, yaml string }{
+		{"in the chain", "detections:\n  ip:\n    allow: [198.51.100.0/24, 127.0.0.1]\n"},
+		{"off", "detections:\n  ip:\n    mode: off\n    allow: [198.51.100.0/24, 127.0.0.1]\n"},
+		{"off, with a feed it never checks", "detections:\n  ip:\n    mode: off\n    allow: [198.51.100.0/24, 127.0.0.1]\n    feeds: [{name: unfinished}]\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := parse(t, tc.yaml, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pol, err := l.buildPolicy(checkDeps())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closePolicy(pol)
+			if pol.AllowListed == nil {
+				t.Fatal("no AllowListed")
+			}
+			if !pol.AllowListed(mustAddr(t, "198.51.100.7")) || pol.AllowListed(mustAddr(t, "203.0.113.1")) {
+				t.Error("AllowListed is not the allow list")
+			}
+		})
+	}
+	l, err := parse(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := l.buildPolicy(checkDeps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePolicy(pol)
+	if pol.AllowListed != nil && pol.AllowListed(mustAddr(t, "127.0.0.1")) {
+		t.Error("no allow list, yet 127.0.0.1 is allow-listed")
 	}
 }

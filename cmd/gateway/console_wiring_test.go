@@ -17,7 +17,8 @@ import (
 
 // TestConsoleAndAlertsWired: the gateway binary serves the console on the
 // admin listener (login page, every page behind it) and sends an alert for
-// a ban to the configured webhook.
+// a ban to the configured webhook; /metrics shows the events its feed
+// dropped.
 func TestConsoleAndAlertsWired(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
@@ -79,4 +80,14 @@ alerts:
 		}
 		return fmt.Errorf("webhook got %d notifications: %v", len(got), got)
 	}, "the ban's alert at the webhook")
+	// The alerter's feed reports its drops (none here).
+	resp, err = http.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "\nrampart_alert_events_dropped_total 0\n") {
+		t.Error("/metrics lacks rampart_alert_events_dropped_total 0")
+	}
 }

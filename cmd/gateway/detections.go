@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampartgw/rampart/detections"
@@ -148,8 +149,16 @@ func closePolicy(p *gateway.Policy) {
 	}
 }
 
+// released, when set (tests), sees every detection closeDetections
+// releases, Closer or not.
+var released atomic.Pointer[func(detections.Detection)]
+
 func closeDetections(ds []detections.Detection) {
+	hook := released.Load()
 	for _, d := range ds {
+		if hook != nil {
+			(*hook)(d)
+		}
 		if cl, ok := d.(io.Closer); ok {
 			_ = cl.Close()
 		}

@@ -72,7 +72,7 @@ type reloadFixture struct {
 
 // newReloadFixture writes yaml, loads it as the gateway does and makes the
 // server (listeners open, nothing running); env is the environment.
-func newReloadFixture(t *testing.T, yaml string, env map[string]string) *reloadFixture {
+func newReloadFixture(t *testing.T, yaml string, env map[string]string, opts ...func(*server)) *reloadFixture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "rampart.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
@@ -84,7 +84,7 @@ func newReloadFixture(t *testing.T, yaml string, env map[string]string) *reloadF
 		t.Fatal(err)
 	}
 	log := &syncBuffer{}
-	s, err := newServer(cfg, getenv, log)
+	s, err := newServer(cfg, getenv, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

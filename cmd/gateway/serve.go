@@ -51,20 +51,24 @@ type eventLog interface {
 // server is one running gateway process: its listeners, the store, the
 // gateway, the admin listener and their background work.
 type server struct {
-	cfg      *loaded
-	getenv   func(string) (string, bool)
-	log      *slog.Logger
-	level    *slog.LevelVar
-	logFile  *os.File
-	store    sharedStore
-	fallback detections.Limiter
-	metrics  *gateway.Metrics
-	events   eventLog // nil: events off
-	g        *gateway.Gateway
-	health   *admin.Health
-	adminSrv *http.Server
-	ln       net.Listener
-	adminLn  net.Listener
+	cfg *loaded
+	// ticketSource and ticketStartTimeout replace the session-ticket key
+	// source and the first read's bound (tests; zero: see ticketKeySource).
+	ticketSource       tlsconf.KeySource
+	ticketStartTimeout time.Duration
+	getenv             func(string) (string, bool)
+	log                *slog.Logger
+	level              *slog.LevelVar
+	logFile            *os.File
+	store              sharedStore
+	fallback           detections.Limiter
+	metrics            *gateway.Metrics
+	events             eventLog // nil: events off
+	g                  *gateway.Gateway
+	health             *admin.Health
+	adminSrv           *http.Server
+	ln                 net.Listener
+	adminLn            net.Listener
 	// With TLS: the certificates, the shared ticket keys, and the optional
 	// plain-HTTP listener.
 	certs   *tlsconf.Certificates
@@ -83,12 +87,17 @@ type server struct {
 	shadowStore *store.Memory
 	monitor     *console.Monitor
 	alerter     *alert.Alerter
+	// alertSub is the alerter's feed of events (with alerts enabled).
+	alertSub *console.Subscription
 }
 
 // newServer builds everything from the configuration and opens the
 // listeners; nothing runs yet.
-func newServer(cfg *loaded, getenv func(string) (string, bool), stdout io.Writer) (*server, error) {
+func newServer(cfg *loaded, getenv func(string) (string, bool), stdout io.Writer, with ...func(*server)) (*server, error) {
 	s := &server{cfg: cfg, getenv: getenv, level: new(slog.LevelVar)}
+	for _, o := range with {
+		o(s)
+	}
 	s.level.Set(cfg.Log.Level)
 	logOut := stdout
 	if cfg.Log.File != "" {
@@ -169,8 +178,10 @@ func newServer(cfg *loaded, getenv func(string) (string, bool), stdout io.Writer
 	}
 	con.Register(mux)
 	if cfg.Alerts.Enabled {
+		// The alerter counts the batches its feed drops (it fell behind).
+		s.alertSub = s.monitor.Subscribe(1024)
 		if s.alerter, err = alert.New(alert.Options{Config: cfg.Alerts, Replica: g.Replica(), Claimer: s.store, Fleet: s.store,
-			Health: s.store, Registerer: s.metrics.Registry, Logger: s.log}); err != nil {
+			Health: s.store, Registerer: s.metrics.Registry, Logger: s.log, Dropped: s.alertSub.Dropped}); err != nil {
 			s.close()
 			return nil, err
 		}
@@ -222,6 +233,9 @@ func (s *server) deps(cfg *loaded) deps {
 
 // close releases what newServer opened.
 func (s *server) close() {
+	if s.alertSub != nil {
+		s.alertSub.Close()
+	}
 	for _, l := range []net.Listener{s.ln, s.adminLn, s.httpLn} {
 		if l != nil {
 			_ = l.Close()
@@ -248,8 +262,7 @@ func (s *server) run(ctx context.Context, rl reloader, reload <-chan os.Signal, 
 	}
 	wg.Go(func() { s.monitor.Run(bg) })
 	if s.alerter != nil {
-		sub := s.monitor.Subscribe(1024)
-		wg.Go(func() { s.alerter.Run(bg, sub.C()); sub.Close() })
+		wg.Go(func() { s.alerter.Run(bg, s.alertSub.C()); s.alertSub.Close() })
 	}
 	s.monitor.RecordReload(ctx, store.Reload{Trigger: "start", OK: true, ConfigHash: s.cfg.hash})
 	errc := make(chan error, 3)

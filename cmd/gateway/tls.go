@@ -16,6 +16,26 @@ import (
 	"github.com/rampartgw/rampart/tlsconf"
 )
 
+// ticketKeysStartTimeout bounds the first read of the session-ticket keys,
+// made before the listener handshakes anyone: a store that does not answer
+// delays the start by that much, and the gateway then serves with keys of
+// its own (see listenTLS).
+const ticketKeysStartTimeout = 2 * time.Second
+
+// ticketKeySource is where the server's session-ticket keys come from:
+// Redis, so that replicas share them (a session resumes on any of them),
+// or, for one process, memory; or what a test put in s.ticketSource.
+func (s *server) ticketKeySource() tlsconf.KeySource {
+	if s.ticketSource != nil {
+		return s.ticketSource
+	}
+	t := &s.cfg.TLS
+	if r, ok := s.store.(*store.Redis); ok {
+		return r.TicketKeys(t.TicketRotation, t.TicketKeysKept)
+	}
+	return tlsconf.NewMemoryKeySource(t.TicketRotation, t.TicketKeysKept)
+}
+
 // listenTLS puts TLS (or the PROXY protocol of a load balancer that
 // terminates TLS) on the proxy listener, and opens the plain-HTTP one.
 func (s *server) listenTLS() error {
@@ -27,6 +47,14 @@ func (s *server) listenTLS() error {
 			return fmt.Errorf("tls: %w", err)
 		}
 		s.certs, tlsCfg = certs, t.TLSConfig(certs)
+		// The shared keys go on the config before tlsconf.Listen starts
+		// handshaking (the TCP listener is open already: clients may be
+		// waiting), so no ticket is sealed with crypto/tls's own random
+		// key, which no other replica can read. Listen clones the config,
+		// keys included; runTLS refreshes them afterwards.
+		s.tickets = tlsconf.NewTicketKeys(s.ticketKeySource(), t.TicketKeysKept)
+		s.tickets.Attach(tlsCfg)
+		s.refreshTicketKeys()
 	}
 	opts, err := t.ListenOptions(tlsCfg, s.g.ObserveHandshake)
 	if err != nil {
@@ -37,14 +65,7 @@ func (s *server) listenTLS() error {
 		return fmt.Errorf("tls: %w", err)
 	}
 	s.ln = l
-	if t.terminates() {
-		// Replicas share ticket keys through Redis, so a session resumes
-		// on any of them; one process keeps its own.
-		var src tlsconf.KeySource = tlsconf.NewMemoryKeySource(t.TicketRotation, t.TicketKeysKept)
-		if r, ok := s.store.(*store.Redis); ok {
-			src = r.TicketKeys(t.TicketRotation, t.TicketKeysKept)
-		}
-		s.tickets = tlsconf.NewTicketKeys(src, t.TicketKeysKept)
+	if s.tickets != nil {
 		s.tickets.Attach(l.TLSConfig())
 	}
 	if t.HTTPListen != "" {
@@ -55,8 +76,25 @@ func (s *server) listenTLS() error {
 	return nil
 }
 
+// refreshTicketKeys reads the ticket keys once, within
+// ticketKeysStartTimeout. The gateway starts without Redis: on failure it
+// logs and serves with crypto/tls's own keys until a refresh succeeds.
+func (s *server) refreshTicketKeys() {
+	timeout := ticketKeysStartTimeout
+	if s.ticketStartTimeout > 0 {
+		timeout = s.ticketStartTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.tickets.Refresh(ctx); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "tls_ticket_keys_unavailable", slog.String("error", err.Error()),
+			slog.String("detail", "sessions resume on this replica only until the store answers"))
+	}
+}
+
 // runTLS starts what TLS needs in the background: certificate polling,
-// ticket-key refreshes, and the plain-HTTP listener.
+// ticket-key refreshes (the first one was made by listenTLS), and the
+// plain-HTTP listener.
 func (s *server) runTLS(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
 	// Read here, not in the goroutines: a reload replaces s.cfg.
 	interval, mode, listen := s.cfg.TLS.ReloadInterval, s.cfg.TLS.HTTPMode, s.cfg.Listen
@@ -69,10 +107,6 @@ func (s *server) runTLS(ctx context.Context, wg *sync.WaitGroup, errc chan<- err
 		})
 	}
 	if s.tickets != nil {
-		if err := s.tickets.Refresh(ctx); err != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "tls_ticket_keys_unavailable", slog.String("error", err.Error()),
-				slog.String("detail", "sessions resume on this replica only until the store answers"))
-		}
 		wg.Go(func() {
 			s.tickets.Run(ctx, time.Minute, func(err error) {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "tls_ticket_keys_unavailable", slog.String("error", err.Error()))
