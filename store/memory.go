@@ -20,7 +20,7 @@ type MemoryConfig struct {
 	// MaxEntries caps the number of live keys (buckets, counters, bans);
 	// when full, expired entries go first, then arbitrary ones, bans last.
 	// Memory stays bounded whatever the number of distinct clients (a
-	// token's set of clients, one entry, holds at most spreadCap).
+	// token's set of clients, one entry, holds at most 1,024 of them).
 	MaxEntries int `yaml:"max_entries"`
 	// Escalation applies to automatic bans (bans.escalation in the file).
 	Escalation Escalation `yaml:"-"`
