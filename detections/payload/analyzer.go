@@ -76,10 +76,17 @@ type Input struct {
 	bodyChecked, bodyBinary bool
 
 	// sub is a nested input for parts of this value (XML text nodes,
-	// base64 content), with its own scratch buffer.
+	// base64 content), with its own scratch buffer; root is the field's
+	// input a sub input is part of (nil for the field's own).
 	sub      *Input
+	root     *Input
 	subField detections.Field
 	subBuf   normalize.Buffer
+
+	// limit is the location of an inspection limit an analyzer reached in
+	// this field ("" for none): the detection scores it as a
+	// protocol_limit finding after the analyzers.
+	limit string
 }
 
 const (
@@ -97,7 +104,19 @@ const (
 // reads.
 func (in *Input) reset(f *detections.Field) {
 	in.Field, in.decoded, in.folded, in.sql, in.path, in.b64, in.done = f, nil, nil, nil, nil, nil, 0
+	in.limit = ""
 	in.computeClasses()
+}
+
+// limitReached records that an analyzer stopped reading the field at an
+// inspection limit, named by its verdict location: what lies beyond was
+// not inspected, which the detection scores as a protocol_limit finding.
+func (in *Input) limitReached(loc string) {
+	r := in
+	if in.root != nil {
+		r = in.root
+	}
+	r.limit = loc
 }
 
 // startRequest resets the per-request state for r.
@@ -112,6 +131,10 @@ func (in *Input) Sub(value string) *Input {
 	if in.sub == nil {
 		in.sub = &Input{}
 		in.sub.buf = &in.sub.subBuf
+		in.sub.root = in
+		if in.root != nil {
+			in.sub.root = in.root
+		}
 	}
 	// The per-request state is the parent's, computed once per request
 	// (not once per part: an XML body has thousands).

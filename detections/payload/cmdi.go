@@ -84,6 +84,12 @@ func cmdScan(in *Input, d []byte, base cmdContext) (Finding, bool) {
 	counted := false
 	best := 0
 	ps := false
+	// The PowerShell lead ("(", "&", quotes) after a separator may run
+	// over the separators that follow ("(&(&(&..."): from inside a lead
+	// already read, the command after it is the same, and is read once
+	// (per piping), so the work stays linear.
+	leadEnd := -1
+	var leadRead [2]bool
 	if (d[0] == '\'' || d[0] == '"') && base&ctxNoisy == 0 {
 		// "' whoami": a value that closes the quoted argument it is
 		// pasted into and runs a command after it.
@@ -139,9 +145,18 @@ func cmdScan(in *Input, d []byte, base cmdContext) (Finding, bool) {
 				ctx |= ctxDelimited
 			}
 			best = max(best, commandAt(d, j, len(d), ctx))
-			if best < ScoreCritical && base&ctxNoisy == 0 && powerShellAt(d, j, len(d), d[j-1] == '|') {
-				ps = true
-				best = ScoreCritical
+			if best < ScoreCritical && base&ctxNoisy == 0 {
+				if j >= leadEnd {
+					leadEnd, leadRead = powerShellLead(d, j, len(d)), [2]bool{}
+				}
+				piped := d[j-1] == '|'
+				if r := &leadRead[boolToInt(piped)]; !*r {
+					*r = true
+					if powerShellCommand(d, leadEnd, len(d), piped) {
+						ps = true
+						best = ScoreCritical
+					}
+				}
 			}
 			i = j - 1
 		case c == '<' && i+1 < len(d) && d[i+1] == '?':
@@ -275,8 +290,10 @@ func sepCount(seps [3]int, c byte) int {
 	return 0
 }
 
-// maxCommandLine bounds the values read as whole command lines: a command
-// line typed into a parameter is short, prose is not.
+// maxCommandLine bounds the bytes of a value read as a whole command line:
+// its first line, up to this long. The command and the arguments that
+// decide (commandArgs reads 16) are at its start, so a command line padded
+// out past the bound is still read as one.
 const maxCommandLine = 512
 
 // cmdLine scores a value that is itself a command line, with no separator
@@ -288,7 +305,7 @@ const maxCommandLine = 512
 // shell in the browser): exclude the field there. The URL path is a route,
 // not a command line ("/ping/status").
 func cmdLine(in *Input, d []byte) (Finding, bool) {
-	if in.Field.Kind == detections.FieldPath || in.Field.IsKey || len(d) > maxCommandLine {
+	if in.Field.Kind == detections.FieldPath || in.Field.IsKey {
 		return Finding{}, false
 	}
 	if in.Has(clsNewline) {
@@ -296,6 +313,7 @@ func cmdLine(in *Input, d []byte) (Finding, bool) {
 			d = d[:end] // the first line
 		}
 	}
+	d = d[:min(len(d), maxCommandLine)]
 	i := 0
 	for i < len(d) && (d[i] == ' ' || d[i] == '\t') {
 		i++
@@ -364,6 +382,28 @@ type cmdArgs struct {
 	prose   int    // plain words
 	first   []byte // the first argument, lower-cased when a word
 	buf     [24]byte
+}
+
+// firstArgument returns commandArgs(d, i).first, reading only the first
+// argument: the command position after every separator asks for it, and
+// reading the other fifteen there would cost as much per separator.
+func firstArgument(d []byte, i int, buf *[24]byte) []byte {
+	for i < len(d) && (d[i] == ' ' || d[i] == '\t') {
+		i++
+	}
+	if i >= len(d) || d[i] == '"' || d[i] == '\'' {
+		return nil
+	}
+	k := 0
+	for ; i < len(d) && k < len(buf) && d[i] != ' ' && d[i] != '\t'; i++ {
+		c := d[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[k] = c
+		k++
+	}
+	return buf[:k]
 }
 
 // commandArgs reads the blank-separated arguments after d[i:], at most 16.
@@ -643,8 +683,9 @@ func commandAt(d []byte, i, end int, ctx cmdContext) int {
 	}
 	if arg == argProse && kind != cmdNone && ctx&ctxNoisy == 0 {
 		// "; net user x", "| netsh firewall set", "&& which nc".
-		a := commandArgs(d[:end], j)
-		if subcommand(word[:n], a.first) || lookupCommand(word[:n]) && commandKind(a.first) != cmdNone {
+		var buf [24]byte
+		first := firstArgument(d[:end], j, &buf)
+		if subcommand(word[:n], first) || lookupCommand(word[:n]) && commandKind(first) != cmdNone {
 			return ScoreCritical
 		}
 	}

@@ -34,7 +34,7 @@ func (crlfAnalyzer) Analyze(in *Input) (Finding, bool) {
 		// with "&#13;&#10;Set-Cookie:" is copied somewhere.
 		var fd Finding
 		found := false
-		xmlChunks(in.Field.Value, func(c string) bool {
+		xmlChunks(in, in.Field.Value, func(c string) bool {
 			sub := in.Sub(c)
 			sub.subField.Kind = detections.FieldForm
 			fd, found = crlfCheck(sub)

@@ -90,7 +90,7 @@ func (javaAnalyzer) Analyze(in *Input) (Finding, bool) {
 		}
 		var fd Finding
 		found := false
-		xmlChunks(in.Field.Value, func(c string) bool {
+		xmlChunks(in, in.Field.Value, func(c string) bool {
 			fd, found = javaCheck(in.Sub(c))
 			return !found
 		})
@@ -327,8 +327,12 @@ func javaExpression(in *Input, f []byte) bool {
 			return true
 		}
 	}
-	// EL implicit objects inside ${...} or #{...}.
+	// EL implicit objects inside ${...} or #{...}, read up to the '}' (or
+	// the end of the value). An opener inside a body already read ends at
+	// the same '}': its body is a part of that one, with no word that one
+	// lacks, so each byte is read once however the openers nest.
 	for _, open := range [...]string{"${", "#{"} {
+		close := -1 // the end of the last body read
 		for off := 0; have&clsBrace != 0; {
 			i := index(f[off:], open)
 			if i < 0 {
@@ -336,10 +340,14 @@ func javaExpression(in *Input, f []byte) bool {
 			}
 			i += off
 			off = i + 2
-			body := f[off:min(len(f), off+256)]
-			if e := bytes.IndexByte(body, '}'); e >= 0 {
-				body = body[:e]
+			if off <= close {
+				continue
 			}
+			close = len(f)
+			if e := bytes.IndexByte(f[off:], '}'); e >= 0 {
+				close = off + e
+			}
+			body := f[off:close]
 			for k := range elWords {
 				if s := &elWords[k]; in.mayContain(s) && contains(body, s.w) {
 					return true
@@ -385,6 +393,10 @@ func javaCode(in *Input, f []byte) int {
 		return best
 	}
 	classes := words().javaClasses
+	// The last line found to be a stack-trace line, so that the many class
+	// names of one line (a trace, or a line built to look like one) read
+	// it once.
+	traceStart, traceEnd := -1, -1
 	for k := range classes {
 		cw := &classes[k]
 		if present&javaPrefixOf(cw.w) == 0 || !in.mayContain(cw) {
@@ -413,9 +425,14 @@ func javaCode(in *Input, f []byte) int {
 			if s == 0 {
 				// Named without code around it: the classes that only
 				// exploits name still count, outside a stack trace.
-				if javaExploitClass(c) && !javaTraceLine(f, i) {
+				if !javaExploitClass(c) || traceStart <= i && i < traceEnd {
+					continue
+				}
+				start, end := javaLine(f, i)
+				if !javaTraceLine(f[start:end]) {
 					return ScoreCritical
 				}
+				traceStart, traceEnd = start, end
 				continue
 			}
 			if s >= ScoreCritical && !javaIsDangerous(c) && !javaReflects(f[end:]) {
@@ -503,18 +520,21 @@ func javaExploitClass(c string) bool {
 	return false
 }
 
-// javaTraceLine reports whether the line of f around i is a stack-trace
-// line: "at ..." frames, "Caused by:", an exception's message line, or a
-// source location ("(Runtime.java:347)") after the name.
-func javaTraceLine(f []byte, i int) bool {
-	start := bytes.LastIndexAny(f[:i], "\n\r") + 1
-	end := bytes.IndexAny(f[i:], "\n\r")
+// javaLine returns the bounds of the line of f around f[i].
+func javaLine(f []byte, i int) (start, end int) {
+	start = bytes.LastIndexAny(f[:i], "\n\r") + 1
+	end = bytes.IndexAny(f[i:], "\n\r")
 	if end < 0 {
-		end = len(f)
-	} else {
-		end += i
+		return start, len(f)
 	}
-	line := bytes.TrimSpace(f[start:end])
+	return start, end + i
+}
+
+// javaTraceLine reports whether line is a stack-trace line: "at ..."
+// frames, "Caused by:", an exception's message line, or a source location
+// ("(Runtime.java:347)") after the name.
+func javaTraceLine(line []byte) bool {
+	line = bytes.TrimSpace(line)
 	return hasPrefix(line, "at ") || hasPrefix(line, "caused by") || contains(line, "exception") ||
 		contains(line, ".java:") || contains(line, "(native method)") || contains(line, "(unknown source)")
 }

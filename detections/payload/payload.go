@@ -385,6 +385,14 @@ func (s *scratch) visit(f *detections.Field) bool {
 			return false
 		}
 	}
+	if s.in.limit != "" {
+		// An analyzer stopped at a bound of its own (the text nodes of
+		// an XML document): a limit like the walk's.
+		found = true
+		if !s.limit(s.in.limit) {
+			return false
+		}
+	}
 	if key != 0 && !found {
 		s.d.clean.add(key)
 	}
@@ -493,17 +501,25 @@ func fieldMatches(p string, f *detections.Field) bool {
 
 // VisitLimit scores an inspection limit the walk reached: a protocol_limit
 // finding located "limit:<name>" (limit:max_fields, limit:max_depth,
-// limit:max_parts, limit:max_value_bytes), so the gateway's events and
-// metrics can tell the limits apart by the verdict's Location. The walk
-// stops at max_fields and max_parts, whatever the mode: what lies beyond
-// is exactly what the limit is there not to read.
+// limit:max_parts, limit:max_value_bytes; limit:max_xml_chunks is the
+// analyzers' bound on the text nodes of an XML value, scored the same way
+// by visit), so the gateway's events and metrics can tell the limits apart
+// by the verdict's Location. The walk stops at max_fields and max_parts,
+// whatever the mode: what lies beyond is exactly what the limit is there
+// not to read.
 func (s *scratch) VisitLimit(l detections.WalkLimit) bool {
+	return s.limit(limitLocations[l])
+}
+
+// limit scores an inspection limit reached, located loc, and reports
+// whether the walk goes on.
+func (s *scratch) limit(loc string) bool {
 	if s.d.limitMode == detections.ModeOff {
 		return true
 	}
 	fd := Finding{Rule: RuleProtocolLimit, Score: ScoreCritical}
 	if !excluded(s.excl, nil, fd.Rule, RuleProtocolLimit) {
-		s.res.addAt(fd, s.d.limitMode == detections.ModeMonitor, nil, limitLocations[l])
+		s.res.addAt(fd, s.d.limitMode == detections.ModeMonitor, nil, loc)
 	}
 	return s.res.score < s.d.threshold
 }

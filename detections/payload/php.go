@@ -108,7 +108,13 @@ func phpSuperglobal(d []byte) int {
 // phpCalls scores the calls of PHP functions in d.
 func phpCalls(d []byte) int {
 	best := 0
+	// The starts of the last two "/*" seen, tracked in the one pass over d
+	// so that a comment before a '(' is found without searching back.
+	open, prevOpen := -1, -1
 	for i := 0; i < len(d); i++ {
+		if d[i] == '/' && i+1 < len(d) && d[i+1] == '*' {
+			prevOpen, open = open, i
+		}
 		if d[i] != '(' {
 			continue
 		}
@@ -118,12 +124,19 @@ func phpCalls(d []byte) int {
 			k--
 		}
 		if k >= 4 && d[k-1] == '/' && d[k-2] == '*' {
-			if c := bytes.LastIndex(d[:k-2], []byte("/*")); c >= 0 {
+			// The comment's opener: the last "/*" that ends before its
+			// "*/" (in "/*/" the two share a star: the opener is the one
+			// before).
+			c := open
+			if c > k-4 {
+				c = prevOpen
+			}
+			if c >= 0 {
 				k = c
 			}
 		}
 		e := k
-		for k > 0 && (isWordByte(d[k-1]) || d[k-1] == '\\') {
+		for k > 0 && e-k <= 40 && (isWordByte(d[k-1]) || d[k-1] == '\\') {
 			k--
 		}
 		if e-k < 3 || e-k > 40 || k > 0 && (d[k-1] == '.' && !phpConcat(d, k-1) || d[k-1] == '$' || d[k-1] == '>' || d[k-1] == ':' && k > 1 && d[k-2] == ':') {
@@ -149,13 +162,18 @@ func phpCalls(d []byte) int {
 			continue
 		}
 		close := phpCallEnd(d, i)
-		if close < 0 {
+		if close == phpUnclosed {
 			continue
 		}
+		// A call not closed within maxPHPCall bytes (an argument padded
+		// out) is a call all the same; only what follows its ')' is not
+		// read then.
 		switch {
 		case phpStrong[str(name)] && phpArgument(d, i+1):
 			return ScoreCritical
-		case phpStatement(d, k, close):
+		case close == phpLongCall && phpStatementOpened(d, k):
+			return ScoreCritical
+		case close >= 0 && phpStatement(d, k, close):
 			return ScoreCritical
 		default:
 			best = max(best, ScoreNotice)
@@ -222,11 +240,23 @@ func allUpper(w []byte) bool {
 	return len(w) > 1
 }
 
+// maxPHPCall bounds the bytes read for the ')' that closes a call.
+const maxPHPCall = 1024
+
+// What phpCallEnd returns for a call it found no ')' for.
+const (
+	phpUnclosed = -1 // the value ends first
+	phpLongCall = -2 // not within maxPHPCall bytes
+)
+
 // phpCallEnd returns the index of the ')' that closes the call whose '(' is
-// at d[i], or -1.
+// at d[i], phpUnclosed or phpLongCall.
 func phpCallEnd(d []byte, i int) int {
 	depth := 0
-	for j := i; j < len(d) && j-i < 1024; j++ {
+	for j := i; j < len(d); j++ {
+		if j-i >= maxPHPCall {
+			return phpLongCall
+		}
 		switch d[j] {
 		case '(':
 			depth++
@@ -237,7 +267,7 @@ func phpCallEnd(d []byte, i int) int {
 			}
 		}
 	}
-	return -1
+	return phpUnclosed
 }
 
 // phpStatement reports a call d[start:close+1] that stands as a PHP
@@ -245,6 +275,19 @@ func phpCallEnd(d []byte, i int) int {
 // a comment, or opened by ';', "${", '@' or a string breakout.
 func phpStatement(d []byte, start, close int) bool {
 	after := skipSpace(d, close+1)
+	before := phpBefore(d, start)
+	if before < 0 && after == len(d) {
+		return true
+	}
+	if after < len(d) && (d[after] == ';' || hasPrefix(d[after:], "?>") || hasPrefix(d[after:], "//") || d[after] == '}' && before >= 0 && d[before] == '{') {
+		return true
+	}
+	return phpStatementOpened(d, start)
+}
+
+// phpBefore returns the index of the byte before the call starting at
+// d[start], blanks and an '@' skipped, or -1.
+func phpBefore(d []byte, start int) int {
 	before := start - 1
 	for before >= 0 && (d[before] == ' ' || d[before] == '\t') {
 		before--
@@ -252,13 +295,13 @@ func phpStatement(d []byte, start, close int) bool {
 	if before >= 0 && d[before] == '@' {
 		before--
 	}
-	if before < 0 && after == len(d) {
-		return true
-	}
-	if after < len(d) && (d[after] == ';' || hasPrefix(d[after:], "?>") || hasPrefix(d[after:], "//") || d[after] == '}' && before >= 0 && d[before] == '{') {
-		return true
-	}
-	if before >= 0 {
+	return before
+}
+
+// phpStatementOpened reports a call at d[start:] opened as a statement:
+// by ';', "${" or a string breakout.
+func phpStatementOpened(d []byte, start int) bool {
+	if before := phpBefore(d, start); before >= 0 {
 		switch d[before] {
 		case ';':
 			return true

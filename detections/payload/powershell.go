@@ -25,9 +25,20 @@ var powerShellRisky = set("new-object", "start-process", "invoke-expression", "i
 // argument. piped is set when a '|' precedes d[i]: "... | iex" runs what
 // the pipeline made.
 func powerShellAt(d []byte, i, end int, piped bool) bool {
+	return powerShellCommand(d, powerShellLead(d, i, end), end, piped)
+}
+
+// powerShellLead returns the index after the blanks, quotes, '(', '&' and
+// '.' that may lead a PowerShell command at d[i:end].
+func powerShellLead(d []byte, i, end int) int {
 	for i < end && (d[i] == ' ' || d[i] == '\t' || d[i] == '(' || d[i] == '"' || d[i] == '\'' || d[i] == '&' || d[i] == '.') {
 		i++
 	}
+	return i
+}
+
+// powerShellCommand is powerShellAt after the lead.
+func powerShellCommand(d []byte, i, end int, piped bool) bool {
 	// "$c = New-Object ...": an assignment before the command.
 	if i < end && d[i] == '$' {
 		j := i + 1

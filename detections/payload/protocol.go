@@ -46,7 +46,8 @@ const (
 	// makes cookie parsers disagree on quoted values.
 	RuleProtocolCookie = "protocol_cookie"
 	// RuleProtocolLimit is an inspection limit reached (too many fields,
-	// JSON nested too deep, too many multipart parts, a value too long):
+	// JSON nested too deep, too many multipart parts, a value too long,
+	// too many text nodes in an XML value):
 	// what lies beyond the limit is not inspected, so reaching it is a
 	// finding of its own. The verdict's Location names the limit
 	// ("limit:max_fields"). It is configured as analyzers.protocol_limit.

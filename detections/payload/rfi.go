@@ -49,7 +49,11 @@ func (rfiAnalyzer) Analyze(in *Input) (Finding, bool) {
 	}
 	d := bytes.TrimSpace(in.Decoded())
 	d = bytes.Trim(d, `"'`)
-	if len(d) < 8 || len(d) > 2048 {
+	// Every reading below is positional (the scheme and authority at the
+	// start, the file and the cut-off markers at the end) and one pass,
+	// so a value of any length is read whole: an URL padded out is the
+	// same URL.
+	if len(d) < 8 {
 		return Finding{}, false
 	}
 	// A script on a Windows share: \\host\share\x.php.

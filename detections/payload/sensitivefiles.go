@@ -68,7 +68,7 @@ func (sensitiveFilesAnalyzer) Analyze(in *Input) (Finding, bool) {
 	if rooted && systemRoot(in.Path()) {
 		return Finding{Rule: RuleSensitiveFile, Score: ScoreCritical}, true
 	}
-	e, found := words().pathFiles.match(in.Path())
+	e, found := pathFileIn(in.Path())
 	if !found || !rooted && bytes.IndexByte([]byte(e), '/') < 0 && e[0] != '.' {
 		// A relative path counts only with an entry of several
 		// segments ("apache/logs/access.log") or a dotfile.
@@ -77,12 +77,36 @@ func (sensitiveFilesAnalyzer) Analyze(in *Input) (Finding, bool) {
 	return Finding{Rule: RuleSensitiveFile, Score: ScoreCritical}, true
 }
 
+// maxPathWindow bounds the bytes of a path value matched against the
+// file lists at each end: a path is short, and a longer value is read at
+// its start (the directories it climbs from or roots in) and at its end
+// (the file it names), so padding a path out hides neither.
+const maxPathWindow = 1024
+
+// pathFileIn matches the sensitive files in the canonical path p, in its
+// first and last maxPathWindow bytes when it is longer (the last window
+// from its first segment on).
+func pathFileIn(p []byte) (string, bool) {
+	if len(p) <= 2*maxPathWindow {
+		return words().pathFiles.match(p)
+	}
+	if e, ok := words().pathFiles.match(p[:maxPathWindow]); ok {
+		return e, ok
+	}
+	tail := p[len(p)-maxPathWindow:]
+	i := bytes.IndexByte(tail, '/')
+	if i < 0 {
+		return "", false
+	}
+	return words().pathFiles.match(tail[i:])
+}
+
 // pathValue reports whether d, a whole value, reads as a file path, and
 // whether it is rooted (absolute, home-relative, a drive, a share or a
 // file: URL). URLs with another scheme, prose with blanks, and values
 // without a separator are not paths.
 func pathValue(d []byte) (rooted, ok bool) {
-	if len(d) < 3 || len(d) > 1024 {
+	if len(d) < 3 {
 		return false, false
 	}
 	switch {

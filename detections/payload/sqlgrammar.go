@@ -294,6 +294,12 @@ func isLiteral(o []byte) bool {
 	return len(o) <= 2 && isLetter(o[0])
 }
 
+// maxCallOperand bounds the bytes of a function call read as an operand
+// ("sleep(5)", "char(97,98)"): the compared calls of injections are short,
+// and a call the bound leaves open is read as running to the end of the
+// value, as an unclosed one is.
+const maxCallOperand = 256
+
 // operandEnd returns the end of the operand at i: a number, a word, a
 // quoted string, a @variable or a function call.
 func operandEnd(s []byte, i int) int {
@@ -315,16 +321,17 @@ func operandEnd(s []byte, i int) int {
 		}
 		if j < len(s) && s[j] == '(' {
 			depth := 0
-			for ; j < len(s); j++ {
-				if s[j] == '(' {
+			for k := j; k < len(s) && k-j < maxCallOperand; k++ {
+				if s[k] == '(' {
 					depth++
-				} else if s[j] == ')' {
+				} else if s[k] == ')' {
 					depth--
 					if depth == 0 {
-						return j + 1
+						return k + 1
 					}
 				}
 			}
+			return len(s)
 		}
 		return j
 	}

@@ -81,7 +81,10 @@ func (a *ssrfAnalyzer) Analyze(in *Input) (Finding, bool) {
 		return Finding{}, false
 	}
 	d := in.Decoded()
-	if len(d) < 6 || len(d) > 4096 {
+	// What follows reads the value's scheme and authority, at its start,
+	// in one pass: a value of any length is read whole, so an URL padded
+	// out is the same URL.
+	if len(d) < 6 {
 		return Finding{}, false
 	}
 	v := bytes.TrimSpace(bytes.Trim(bytes.TrimSpace(d), `"'`))

@@ -31,7 +31,7 @@ var templateDelims = []struct{ open, close string }{
 // (Jinja2's self, request and config, Twig's _self and app): an expression
 // that is one of them alone dumps the engine's internals.
 var templateGlobals = set("self", "_self", "request", "config", "app", "settings", "smarty", "this", "dump()",
-	"app.request", "request.environ", "config.items()", "self.__dict__", "g")
+	"request.environ", "self.__dict__", "g")
 
 // sstiExploit are fragments of template exploits: object-model walks,
 // reflection, and the functions they end in.
@@ -45,8 +45,7 @@ var sstiExploit = []string{
 	"objectconstructor", "new(", "?new(", "execute(", "exec(", "eval(", "system(", "passthru(",
 	"_self.env", "registerundefinedfiltercallback", "getfilter(", "{php}", "smarty.", "$smarty",
 	"#set(", "#foreach", "velocitycontext", ".getmethod(", ".invoke(", "setaccessible",
-	"|attr(", "|filter(", "|map(", "|join", "|e}", "dump(", "app.request", "iteritems(", "touppercase()",
-	"|reduce(", "|sort(", "registerundefined",
+	"|attr(", "|filter(", "|map(", "dump(", "app.request", "|reduce(", "|sort(", "registerundefined",
 }
 
 func (sstiAnalyzer) Analyze(in *Input) (Finding, bool) {
@@ -64,7 +63,10 @@ func (sstiAnalyzer) Analyze(in *Input) (Finding, bool) {
 	// count inside them, so look for those once over the whole value.
 	strong := contains(f, "__") || contains(f, "getclass(") || contains(f, "t(java.") ||
 		contains(f, "constructor.constructor") || contains(f, "getruntime")
-	for _, dl := range templateDelims {
+	// Per delimiter, where the last body whose fragments were looked for
+	// ended.
+	var read [16]int
+	for k, dl := range templateDelims {
 		bare := dl.open == "{"
 		if bare && !strong {
 			continue
@@ -76,6 +78,7 @@ func (sstiAnalyzer) Analyze(in *Input) (Finding, bool) {
 			}
 			i += off
 			off = i + len(dl.open)
+			start := off
 			body := f[off:min(len(f), off+512)]
 			end := index(body, dl.close)
 			if end < 0 {
@@ -101,6 +104,16 @@ func (sstiAnalyzer) Analyze(in *Input) (Finding, bool) {
 			if (dl.open == "{%" || dl.open == "{{") && templateLoop(body) {
 				return Finding{Rule: RuleSSTI, Score: ScoreCritical}, true
 			}
+			if !bare && literalMethodCall(body) {
+				return Finding{Rule: RuleSSTI, Score: ScoreCritical}, true
+			}
+			if start+end == read[k] {
+				// The body of an opener inside the last body read, ending
+				// at the same byte: a part of that body, holding no
+				// fragment it lacks.
+				continue
+			}
+			read[k] = start + end
 			for _, x := range sstiExploit {
 				if (!bare || exploitStrong(x)) && contains(body, x) {
 					return Finding{Rule: RuleSSTI, Score: ScoreCritical}, true
@@ -133,6 +146,30 @@ func templateOpener(d []byte) bool {
 		}
 	}
 	return false
+}
+
+// literalMethodCall reports an expression that calls a method of a string
+// literal ("{{'a'.toUpperCase()}}", "${\"x\".concat(1)}"): a probe for
+// which engine evaluates it, as templates call methods of their data, not
+// of constants.
+func literalMethodCall(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	if len(b) < 2 || b[0] != '\'' && b[0] != '"' {
+		return false
+	}
+	end := bytes.IndexByte(b[1:], b[0])
+	if end < 0 {
+		return false
+	}
+	i := end + 2
+	if i >= len(b) || b[i] != '.' {
+		return false
+	}
+	j := i + 1
+	for j < len(b) && (isWordByte(b[j])) {
+		j++
+	}
+	return j > i+1 && j < len(b) && b[j] == '('
 }
 
 // templateLoop reports a template loop over the engine's objects: "for

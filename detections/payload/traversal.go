@@ -295,7 +295,7 @@ var sensitiveTargets = []struct {
 	{"windows/win.ini", tierSystem}, {"windows/debug/", tierSystem}, {"windows/panther/", tierSystem},
 	{"sysprep.inf", tierSystem}, {"sysprep.xml", tierSystem}, {"sysprep/", tierSystem}, {"unattend.xml", tierSystem},
 	{"unattend.txt", tierSystem}, {"unattended.xml", tierSystem}, {"unattended.txt", tierSystem},
-	{"ntuser.dat", tierSystem}, {"ntuser.ini", tierSystem}, {"minint/", tierSystem}, {"sam", tierServer},
+	{"ntuser.dat", tierSystem}, {"ntuser.ini", tierSystem}, {"minint/", tierSystem}, {"config/sam", tierServer},
 	{"inetpub/", tierServer}, {"program files/", tierServer},
 	// Server and framework configuration, logs, web roots.
 	{"php.ini", tierServer}, {"php5.ini", tierServer}, {"httpd.conf", tierServer},

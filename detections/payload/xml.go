@@ -1,10 +1,20 @@
 package payload
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/rampartgw/rampart/detections"
+)
 
 // maxXMLChunks bounds the text nodes and attribute values visited in one
-// XML value.
-const maxXMLChunks = 2000
+// XML value, as max_fields bounds the fields of a request: the data of an
+// XML document are its fields. Reaching it is a protocol_limit finding
+// located limitXMLChunks (see Input.limitReached), because the data beyond
+// are not inspected.
+const maxXMLChunks = detections.DefaultMaxFields
+
+// limitXMLChunks is the verdict location of the XML bound.
+const limitXMLChunks = "limit:max_xml_chunks"
 
 // isXMLField reports whether in holds an XML document: a body or part
 // declared as XML, or any value that starts with an XML declaration.
@@ -22,15 +32,20 @@ func isXMLField(in *Input) bool {
 // in an XML document the tags are the application's structure, and only
 // the data inside them can carry an injection. Processing instructions,
 // comments and the DOCTYPE are skipped (the xxe analyzer reads those). It
-// stops when fn returns false and after maxXMLChunks chunks.
-func xmlChunks(s string, fn func(string) bool) {
+// stops when fn returns false, and at the chunk after maxXMLChunks, which
+// it reports to in (the field's input) as a limit reached.
+func xmlChunks(in *Input, s string, fn func(string) bool) {
 	n := 0
 	emit := func(c string) bool {
 		if strings.TrimSpace(c) == "" {
 			return true
 		}
 		n++
-		return n <= maxXMLChunks && fn(c)
+		if n > maxXMLChunks {
+			in.limitReached(limitXMLChunks)
+			return false
+		}
+		return fn(c)
 	}
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '<')

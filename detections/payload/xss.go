@@ -59,7 +59,7 @@ func (xssAnalyzer) Analyze(in *Input) (Finding, bool) {
 	if isXMLField(in) {
 		var fd Finding
 		found := false
-		xmlChunks(in.Field.Value, func(c string) bool {
+		xmlChunks(in, in.Field.Value, func(c string) bool {
 			fd, found = xssCheck(in.Sub(c))
 			return !found
 		})
@@ -300,18 +300,36 @@ func sinkCallAt(f []byte, i int) bool {
 }
 
 // nestedScriptTag reports a tag name that becomes "script" once a filter
-// strips one "script" from it ("<scrscriptipt>").
+// strips "script" from it, once or over up to four passes ("<scrscriptipt>",
+// "<scrscrscriptiptipt>").
 func nestedScriptTag(f []byte) bool {
+	const rounds = 4
+	var buf [6 * (rounds + 1)]byte
 	e := 0
-	for e < len(f) && e < 24 && isLetter(f[e]) {
+	for e < len(f) && isLetter(f[e]) {
+		if e == len(buf) {
+			return false // too long to shrink to "script" in as many passes
+		}
+		buf[e] = f[e]
 		e++
 	}
-	name := f[:e]
-	i := index(name, "script")
-	if i <= 0 || len(name) != 12 {
+	if e < 12 {
 		return false
 	}
-	return string(name[:i])+string(name[i+6:]) == "script"
+	name := buf[:e]
+	for r := 0; r < rounds; r++ {
+		// An inner "script": one the name does not start with.
+		i := index(name[1:], "script")
+		if i < 0 {
+			return false
+		}
+		i++
+		name = append(name[:i], name[i+6:]...)
+		if string(name) == "script" {
+			return true
+		}
+	}
+	return false
 }
 
 // markupRunsScript reports markup that runs script whatever libinjection's

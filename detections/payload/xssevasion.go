@@ -67,46 +67,75 @@ func xssProbe(in *Input) bool {
 // dangerousElement reports an element that loads or runs code from an
 // attribute: "<iframe src=", "<object data=", "<embed src=",
 // "<layer src=", "<base href=", "<link ... href=" with rel=import.
+//
+// The attributes of such an element are read up to its '>', or up to the
+// next such element when the tag is not closed before it: that element's
+// attributes run on to the same '>', so each byte is read for one element
+// only and the work stays linear however many unclosed tags there are.
 func dangerousElement(f []byte) bool {
-	for off := 0; ; {
-		i := bytes.IndexByte(f[off:], '<')
-		if i < 0 {
-			return false
+	const (
+		none = iota
+		loader
+		style
+	)
+	kind, attrs := none, 0 // the open element and where its attributes start
+	done := func(end int, closed bool) bool {
+		tag := f[attrs:end]
+		switch kind {
+		case style:
+			// <style type="text/javascript">: script in Netscape's JSSS.
+			return closed && contains(tag, "javascript")
+		case loader:
+			// An attribute that names what to load, with a value.
+			for _, a := range [...]string{"src", "data", "href", "code", "codebase", "action", "movie"} {
+				if attrValue(tag, a) {
+					return true
+				}
+			}
 		}
-		i += off
-		off = i + 1
+		return false
+	}
+	for i := 0; i < len(f); i++ {
+		switch f[i] {
+		case '>':
+			if kind != none {
+				if done(i, true) {
+					return true
+				}
+				kind = none
+			}
+			continue
+		case '<':
+		default:
+			continue
+		}
 		j := i + 1
 		k := j
 		for k < len(f) && isLetter(f[k]) {
 			k++
 		}
+		next := none
 		switch str(f[j:k]) {
 		case "iframe", "frame", "object", "embed", "applet", "layer", "ilayer", "base", "bgsound", "portal", "isindex":
+			next = loader
 		case "style":
-			// <style type="text/javascript">: script in Netscape's JSSS.
-			if end := bytes.IndexByte(f[k:], '>'); end > 0 && contains(f[k:k+end], "javascript") {
-				return true
-			}
-			continue
+			next = style
 		case "link":
-			if !contains(f[k:min(len(f), k+128)], "import") {
-				continue
+			if contains(f[k:min(len(f), k+128)], "import") {
+				next = loader
 			}
-		default:
+		}
+		if next == none {
+			i = k - 1
 			continue
 		}
-		// An attribute that names what to load, with a value.
-		end := bytes.IndexByte(f[k:], '>')
-		if end < 0 {
-			end = len(f) - k
+		if kind != none && done(i, false) {
+			return true
 		}
-		tag := f[k : k+end]
-		for _, a := range [...]string{"src", "data", "href", "code", "codebase", "action", "movie"} {
-			if attrValue(tag, a) {
-				return true
-			}
-		}
+		kind, attrs = next, k
+		i = k - 1
 	}
+	return kind != none && done(len(f), false)
 }
 
 // attrValue reports the attribute name=value in a tag's attribute text.
@@ -216,8 +245,11 @@ func utf7Markup(f []byte) []byte {
 			out = append(out, f[i])
 			continue
 		}
+		// The run, read no further than one byte past the longest one
+		// decoded (64): a longer run is left as it is, and reading it
+		// whole from each of its '+' ("+ad+ad+ad...") is quadratic.
 		j := i + 1
-		for j < len(f) && (isAlnum(f[j]) || f[j] == '/' || f[j] == '+') {
+		for j < len(f) && j-i <= 65 && (isAlnum(f[j]) || f[j] == '/' || f[j] == '+') {
 			j++
 		}
 		run := f[i+1 : j]

@@ -95,11 +95,11 @@ func (xxeAnalyzer) Analyze(in *Input) (Finding, bool) {
 	}
 	// An external DTD: <!DOCTYPE x SYSTEM "...">.
 	if i := index(f, "<!doctype"); i >= 0 {
-		// A declaration is short; bound it so that a value of unclosed
-		// declarations costs linear time.
-		end := bytes.IndexByte(f[i:min(len(f), i+maxDecl)], '>')
+		// The first DOCTYPE only (a document has one), read whole: once,
+		// so however long, in linear time.
+		end := bytes.IndexByte(f[i:], '>')
 		if end < 0 {
-			end = min(len(f)-i, maxDecl)
+			end = len(f) - i
 		}
 		decl := f[i : i+end]
 		if containsWord(decl, "system") && !contains(decl, "about:legacy-compat") {
