@@ -114,7 +114,7 @@ func (b *blocklist) forget(client string) { b.bans.delete(client) }
 
 // refusal returns a cached over-limit answer for the client's bucket key.
 func (b *blocklist) refusal(key string, now time.Time) (detections.ClientState, time.Time, bool) {
-	e, until, ok := b.refusals.update(key, now, func(v *refusalEntry) { v.state.Refused++ })
+	e, until, ok := b.refusals.update(key, now, func(v refusalEntry) refusalEntry { v.state.Refused++; return v })
 	return e.state, until, ok
 }
 

@@ -86,7 +86,7 @@ func (c *ttlCache[V]) set(key string, v V, until, nowT time.Time) {
 
 // update changes an existing live entry in place, under one lock, and
 // returns it as changed with its expiry; ok is false when none is live.
-func (c *ttlCache[V]) update(key string, now time.Time, fn func(*V)) (v V, until time.Time, ok bool) {
+func (c *ttlCache[V]) update(key string, now time.Time, fn func(V) V) (v V, until time.Time, ok bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,7 +94,7 @@ func (c *ttlCache[V]) update(key string, now time.Time, fn func(*V)) (v V, until
 	if !found || now.UnixNano() >= e.until {
 		return v, time.Time{}, false
 	}
-	fn(&e.v)
+	e.v = fn(e.v) // by value: a pointer into e would move it to the heap
 	s.m[key] = e
 	return e.v, time.Unix(0, e.until), true
 }

@@ -379,16 +379,22 @@ func (ex *exchange) readBody() *outcome {
 	if ex.body.Len() > 0 {
 		ex.r.Body = ex.body.Bytes()
 	}
+	req.ContentLength, req.TransferEncoding = int64(len(ex.r.Body)), nil
+	if len(ex.r.Body) == 0 {
+		// Nothing buffered, nothing to fence (and no allocation).
+		req.Body, req.GetBody = http.NoBody, getNoBody
+		return nil
+	}
 	g := &bodyGuard{data: ex.r.Body}
 	g.first = bodyReader{g: g}
 	g.first.r.Reset(g.data)
 	ex.guard = g
 	req.Body = &g.first
 	req.GetBody = g.getBody // a pool may resend it to another instance
-	req.ContentLength = int64(len(ex.r.Body))
-	req.TransferEncoding = nil
 	return nil
 }
+
+func getNoBody() (io.ReadCloser, error) { return http.NoBody, nil }
 
 // getBody returns the buffered body again (http.Request.GetBody), through
 // the same guard.
