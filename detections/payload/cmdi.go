@@ -475,7 +475,7 @@ func argToken(t []byte) tokKind {
 	c := t[0]
 	switch {
 	case c == '-' && len(t) > 1 && (isAlnum(t[1]) || t[1] == '-' && len(t) > 2 && isLetter(t[2])):
-		if isDigit(t[1]) && allDigitsBytes(t[1:]) {
+		if isDigit(t[1]) && allDigits(t[1:]) {
 			return tokNumber // "-1"
 		}
 		return tokFlag
@@ -499,21 +499,12 @@ func argToken(t []byte) tokKind {
 		return tokStrong // user@host
 	case bytes.Count(t, []byte(".")) == 3 && dottedQuad(t):
 		return tokStrong
-	case allDigitsBytes(t):
+	case allDigits(t):
 		return tokNumber
 	case bytes.IndexByte(t, '/') > 0 || bytes.IndexByte(t, '\\') > 0 || bytes.IndexByte(t, '=') > 0:
 		return tokStrong // "a/b", "dir\\x", "if=/dev/zero"
 	}
 	return tokWord
-}
-
-func allDigitsBytes(t []byte) bool {
-	for _, c := range t {
-		if !isDigit(c) {
-			return false
-		}
-	}
-	return len(t) > 0
 }
 
 // dottedQuad reports an IPv4 address, optionally with a port.
@@ -523,7 +514,7 @@ func dottedQuad(t []byte) bool {
 	}
 	parts := 0
 	for _, p := range bytes.Split(t, []byte(".")) {
-		if len(p) == 0 || len(p) > 3 || !allDigitsBytes(p) {
+		if len(p) == 0 || len(p) > 3 || !allDigits(p) {
 			return false
 		}
 		parts++

@@ -51,7 +51,7 @@ var javaDangerous = []string{
 	"objectinputstream", "xmldecode", "java.io.file", "socket", "java.net.url", "httpurlconnection",
 	"jarurlconnection", "java.lang.system", "java.lang.class", "ognl", "struts", "xwork2", "freemarker",
 	"javassist", "commons", "sun.reflect", "com.sun.org.apache", "java.nio.file", "dom4j", "jdom2",
-	"org.xml.sax", "javax.xml", "corba", "propertyutilsbean", "classloader", "declaredclass",
+	"org.xml.sax", "javax.xml", "corba", "propertyutilsbean", "declaredclass",
 }
 
 // javaGadgets are classes that only deserialization exploits name.

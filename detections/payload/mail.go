@@ -1,6 +1,10 @@
 package payload
 
-import "github.com/rampartgw/rampart/detections"
+import (
+	"bytes"
+
+	"github.com/rampartgw/rampart/detections"
+)
 
 // RuleMail is mail header or command injection: a line break followed by a
 // recipient header and an address ("\nBcc: victim@example.com"), by an SMTP
@@ -42,7 +46,7 @@ func (mailAnalyzer) Analyze(in *Input) (Finding, bool) {
 			break
 		}
 		line := d[j:]
-		if e := indexAnyByte(line, '\r', '\n'); e >= 0 {
+		if e := bytes.IndexAny(line, "\r\n"); e >= 0 {
 			line = line[:e]
 		}
 		if mailLine(line) {
@@ -63,7 +67,7 @@ func mailLine(l []byte) bool {
 	if k > 0 && k < len(l) && l[k] == ':' {
 		var buf [32]byte
 		name, ok := lowerName(&buf, l[:k])
-		return ok && mailHeaders[str(name)] && indexByteFrom(l, k, '@') > k
+		return ok && mailHeaders[str(name)] && bytes.IndexByte(l[k+1:], '@') >= 0
 	}
 	for _, c := range smtpCommands {
 		if hasPrefixFold(l, c) {
@@ -91,24 +95,6 @@ func hasDigit(b []byte) bool {
 		}
 	}
 	return false
-}
-
-func indexAnyByte(b []byte, x, y byte) int {
-	for i, c := range b {
-		if c == x || c == y {
-			return i
-		}
-	}
-	return -1
-}
-
-func indexByteFrom(b []byte, from int, c byte) int {
-	for i := from; i < len(b); i++ {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 var _ Analyzer = mailAnalyzer{}

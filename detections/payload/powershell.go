@@ -75,7 +75,7 @@ func powerShellCommand(d []byte, i, end int, piped bool) bool {
 	if n < 3 || n > 0 && name[n-1] == '-' {
 		return false
 	}
-	cmdlet := bytesIndex(name, '-') > 0 && words().cmdlets[str(name)]
+	cmdlet := bytes.IndexByte(name, '-') > 0 && words().cmdlets[str(name)]
 	if !cmdlet && !powerShellAliases[str(name)] {
 		return false
 	}
@@ -140,13 +140,4 @@ func dotnetStaticCall(d []byte, i int) bool {
 	// "[Convert]::FromBase64String(" needs no namespace; other names are
 	// types only with one ("[System.IO.File]").
 	return dots > 0 || equalLower(name, "convert") || equalLower(name, "activator") || equalLower(name, "environment")
-}
-
-func bytesIndex(b []byte, c byte) int {
-	for i := range b {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
 }

@@ -223,13 +223,14 @@ func validRange(v string) bool {
 	return true
 }
 
-func allDigits(s string) bool {
+// allDigits reports a non-empty run of ASCII digits.
+func allDigits[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if !isDigit(s[i]) {
 			return false
 		}
 	}
-	return true
+	return len(s) > 0
 }
 
 // checkContentType parses a Content-Type strictly: a token/token media

@@ -2,6 +2,7 @@ package payload
 
 import (
 	"bytes"
+	"strings"
 
 	"github.com/rampartgw/rampart/detections"
 )
@@ -133,32 +134,12 @@ func (rfiAnalyzer) Analyze(in *Input) (Finding, bool) {
 // includeParam reports a parameter named like an include's (the last
 // part of a JSON path, case ignored).
 func includeParam(name string) bool {
-	if i := lastIndexAny(name, ".["); i >= 0 {
+	if i := strings.LastIndexAny(name, ".["); i >= 0 {
 		name = name[i+1:]
 	}
 	var buf [32]byte
-	if len(name) > len(buf) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	return includeParams[str(buf[:len(name)])]
-}
-
-func lastIndexAny(s, chars string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		for j := 0; j < len(chars); j++ {
-			if s[i] == chars[j] {
-				return i
-			}
-		}
-	}
-	return -1
+	lower, ok := lowerName(&buf, []byte(name))
+	return ok && includeParams[str(lower)]
 }
 
 var _ Analyzer = rfiAnalyzer{}

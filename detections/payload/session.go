@@ -39,16 +39,13 @@ func (sessionAnalyzer) Analyze(in *Input) (Finding, bool) {
 		}
 		var buf [32]byte
 		k := in.Decoded()
-		if len(k) < 4 || len(k) > len(buf) {
+		if len(k) < 4 {
 			return Finding{}, false
 		}
-		for i, c := range k {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			buf[i] = c
+		name, ok := lowerName(&buf, k)
+		if !ok {
+			return Finding{}, false
 		}
-		name := buf[:len(k)]
 		if !sessionNames[str(name)] && !(bytes.HasPrefix(name, []byte("aspsessionid")) && len(name) <= 20) {
 			return Finding{}, false
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/detections/normalize"
 )
 
 // Rule ids of the path traversal and file inclusion analyzer.
@@ -136,8 +137,8 @@ func plainClimbs(in *Input) int {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if urlish && c == '%' && i+2 < len(v) {
-			h, ok1 := unhex(v[i+1])
-			l, ok2 := unhex(v[i+2])
+			h, ok1 := normalize.Unhex(v[i+1])
+			l, ok2 := normalize.Unhex(v[i+2])
 			if ok1 && ok2 {
 				c = h<<4 | l
 				i += 2
@@ -152,16 +153,6 @@ func plainClimbs(in *Input) int {
 		n++
 	}
 	return countClimbs(buf[:n])
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c|0x20 && c|0x20 <= 'f':
-		return c | 0x20 - 'a' + 10, true
-	}
-	return 0, false
 }
 
 // pathCandidate is the cheap filter: something that reads as a separator

@@ -207,7 +207,7 @@ func cssNormal(dst, f []byte) []byte {
 			j := i + 1
 			var v rune
 			for j < len(f) && j-i <= 6 && isHexDigit(f[j]) {
-				h, _ := unhex(f[j])
+				h, _ := normalize.Unhex(f[j])
 				v = v<<4 | rune(h)
 				j++
 			}
