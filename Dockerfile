@@ -49,4 +49,7 @@ USER 65532:65532
 # 8080: the proxy. 9090: health, metrics and the admin API; the gateway binds
 # it to 127.0.0.1 unless GATEWAY_ADMIN_LISTEN says otherwise.
 EXPOSE 8080 9090
+# Ready (store reachable or degraded-but-serving) on the default admin
+# listener; compose, which moves that listener, sets its own.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["/usr/local/bin/gatewayctl", "-timeout", "2s", "check", "http://127.0.0.1:9090/readyz"]
 ENTRYPOINT ["/usr/local/bin/gateway"]

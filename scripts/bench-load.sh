@@ -66,11 +66,13 @@ command -v taskset >/dev/null || need+=(util-linux)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v jq >/dev/null || need+=(jq)
 command -v wrk >/dev/null || need+=(wrk)
+command -v python3 >/dev/null || need+=(python3)
+command -v bc >/dev/null || need+=(bc)
 if ((${#need[@]})) && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing: ${need[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || true
 fi
-for c in redis-server redis-cli jq curl; do command -v $c >/dev/null || { echo "bench-load: $c is required" >&2; exit 1; }; done
+for c in redis-server redis-cli jq curl python3 bc; do command -v $c >/dev/null || { echo "bench-load: $c is required" >&2; exit 1; }; done
 have_wrk=0; command -v wrk >/dev/null && have_wrk=1
 if [ "$TLS" = 1 ] && { [ $have_wrk = 0 ] || ! command -v openssl >/dev/null; }; then
   echo "bench-load: TLS phase skipped (needs wrk and openssl)" >&2; TLS=0

@@ -31,7 +31,10 @@ if [ -z "${GATEWAY_ADMIN_TOKEN:-}" ]; then
   echo "make run: admin API token for this run: $GATEWAY_ADMIN_TOKEN" >&2
   echo "          export GATEWAY_ADMIN_TOKEN=$GATEWAY_ADMIN_TOKEN  # then: $BIN/gatewayctl bans list, bans rm IP" >&2
 fi
-export GATEWAY_ADMIN_TOKEN GATEWAY_LISTEN=$listen GATEWAY_ADMIN_LISTEN=$admin
+export GATEWAY_ADMIN_TOKEN GATEWAY_ADMIN_LISTEN=$admin
+# A CONFIG file's own listen address stays unless GATEWAY_LISTEN is set
+# (examples/prototype.yaml listens on 127.0.0.1 and allows only it).
+if [ -z "${CONFIG:-}" ] || [ -n "${GATEWAY_LISTEN:-}" ]; then export GATEWAY_LISTEN=$listen; fi
 export GATEWAY_UPSTREAM=${GATEWAY_UPSTREAM:-http://$up}
 export GATEWAY_TRUSTED_PROXIES=${GATEWAY_TRUSTED_PROXIES:-}
 
