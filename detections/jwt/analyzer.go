@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,8 @@ type Options struct {
 	// cmd, a map in tests).
 	Getenv func(string) (string, bool)
 	// HTTPClient fetches JWKS URLs; nil: a client that follows only https
-	// redirects. Timeouts come from fetch_timeout either way.
+	// redirects on the URL's own host. Timeouts come from fetch_timeout
+	// either way.
 	HTTPClient *http.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -118,12 +120,19 @@ func New(cfg Config, opt Options) (*Analyzer, error) {
 	return a, nil
 }
 
+// httpsRedirectsOnly follows at most two redirects, to https URLs on the
+// configured URL's host (and port): a JWKS is trusted for its URL, so a
+// redirect elsewhere (an open redirect on the issuer, a compromised path)
+// must not choose the keys.
 func httpsRedirectsOnly(req *http.Request, via []*http.Request) error {
 	if len(via) >= 3 {
 		return errors.New("too many redirects")
 	}
 	if req.URL.Scheme != "https" {
 		return errors.New("redirect to a non-https URL")
+	}
+	if len(via) > 0 && !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+		return errors.New("redirect to another host")
 	}
 	return nil
 }
@@ -179,6 +188,11 @@ func (a *Analyzer) Analyze(ctx context.Context, raw, witness string) (Result, er
 				res.Findings = append(res.Findings, finding(RuleOversize, ""))
 			} else {
 				res.Findings = append(res.Findings, finding(RuleMalformed, me.Reason))
+				// A laxer verifier may still take it, and read alg
+				// otherwise: alg none must not hide behind a monitor rule.
+				if lenientAlgNone(raw, a.lim) {
+					res.Findings = append(res.Findings, finding(RuleAlgNone, "malformed"))
+				}
 			}
 		}
 		return res, nil
@@ -386,7 +400,8 @@ type Report struct {
 	// Results holds one Result per distinct token-like value.
 	Results []Result
 	// Findings gathers the findings of all Results plus request-level
-	// ones (jwt_multiple_tokens).
+	// ones (jwt_multiple_tokens, with detail "too_many" when tokens were
+	// left out).
 	Findings []Finding
 	// Verified is the first verified token, if any.
 	Verified *Verified
@@ -394,21 +409,19 @@ type Report struct {
 
 // AnalyzeRequest locates the tokens of a request and analyses each
 // distinct one. A request without any candidate costs a few map lookups
-// and no allocation.
+// and no allocation. More than one distinct token is jwt_multiple_tokens;
+// more than Locate takes (eight) is jwt_multiple_tokens with detail
+// "too_many", as the ones left out were not analysed.
 func (a *Analyzer) AnalyzeRequest(ctx context.Context, h http.Header, rawQuery, witness string) (Report, error) {
 	var buf [maxCandidates]Candidate
-	cands := a.loc.Locate(h, rawQuery, buf[:0])
+	// Locate keeps only distinct token-like values.
+	cands, more := a.loc.locate(h, rawQuery, buf[:0])
 	if len(cands) == 0 {
 		return Report{}, nil
 	}
 	var rep Report
 	var errs []error
-	seen := make([]string, 0, len(cands))
 	for _, c := range cands {
-		if !LooksLikeJWT(c.Value) || slices.Contains(seen, c.Value) {
-			continue
-		}
-		seen = append(seen, c.Value)
 		res, err := a.Analyze(ctx, c.Value, witness)
 		if err != nil {
 			errs = append(errs, err)
@@ -419,7 +432,10 @@ func (a *Analyzer) AnalyzeRequest(ctx context.Context, h http.Header, rawQuery, 
 			rep.Verified = res.Verified
 		}
 	}
-	if len(seen) > 1 {
+	switch {
+	case more:
+		rep.Findings = append(rep.Findings, finding(RuleMultipleTokens, "too_many"))
+	case len(cands) > 1:
 		rep.Findings = append(rep.Findings, finding(RuleMultipleTokens, ""))
 	}
 	return rep, errors.Join(errs...)

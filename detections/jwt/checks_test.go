@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -134,7 +136,7 @@ func attackCases(t *testing.T) []attackCase {
 		{name: "lifetime exp-iat", token: mint(`{"alg":"RS256"}`, claims(fmt.Sprintf(`,"iat":%d,"exp":%d`, now, now+48*3600)), rs), want: []string{"jwt_lifetime/exp_minus_iat"}},
 		{name: "lifetime exp-now", token: mint(`{"alg":"RS256"}`, claims(fmt.Sprintf(`,"exp":%d`, now+48*3600)), rs), want: []string{"jwt_lifetime/exp_minus_now"}},
 		{name: "lifetime off", token: mint(`{"alg":"RS256"}`, claims(fmt.Sprintf(`,"exp":%d`, now+48*3600)), rs), cfg: func(c *Config) { c.MaxLifetime = 0 }},
-		{name: "malformed", token: mint(`{"alg":"HS256","alg":"none"}`, good, nil), want: []string{"jwt_malformed/header.json_duplicate_key"}},
+		{name: "malformed", token: mint(`{"alg":"HS256","alg":"none"}`, good, nil), want: []string{"jwt_alg_none/malformed", "jwt_malformed/header.json_duplicate_key"}},
 		{name: "padded", token: mint(`{"alg":"HS256"}`, good, hs("x", crypto.SHA256)) + "=", want: []string{"jwt_malformed/base64_padding"}},
 		{name: "oversize", token: mint(`{"alg":"RS256"}`, claims(`,"pad":"`+strings.Repeat("x", 9000)+`"`), rs), want: []string{"jwt_oversize"}},
 		{name: "not a jwt", token: "sk_live_51H8abcdefghijklmnop"},
@@ -245,5 +247,74 @@ func TestKidInjectionNoAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { _ = kidInjection(kid) }); n != 0 {
 			t.Errorf("kidInjection(%q): %v allocs", kid, n)
 		}
+	}
+}
+
+// TestMalformedAlgNone: a malformed token is only jwt_malformed (monitor),
+// but a laxer verifier may still accept it and read its header otherwise.
+// alg none in any lenient reading of the header is reported (and blocks).
+func TestMalformedAlgNone(t *testing.T) {
+	t.Parallel()
+	a := newTestAnalyzer(t, testConfig(), Options{})
+	claims := seg(claimsJSON(issuer))
+	std := base64.StdEncoding.EncodeToString
+	for _, tc := range []struct {
+		name, token string
+		want        []string
+	}{
+		{"padded header", seg(`{"alg":"none"}`) + "=." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/base64_padding"}},
+		{"duplicate alg, none last", seg(`{"alg":"HS256","alg":"none"}`) + "." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/header.json_duplicate_key"}},
+		{"duplicate alg, none first", seg(`{"alg":"NONE","alg":"HS256"}`) + "." + claims + "." + seg("sig"),
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/header.json_duplicate_key"}},
+		{"escaped duplicate", seg(`{"alg":"HS256","\u0061lg":"non\u0065"}`) + "." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/header.json_duplicate_key"}},
+		{"standard alphabet", std([]byte(`{"alg":"none","x":"~~~"}`)) + "." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/base64_alphabet"}},
+		{"data after the padding", seg(`{"alg":"none"}`) + "=QUFB." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/base64_padding"}},
+		{"blank inside the header", seg(`{"alg":"none"}`)[:8] + " " + seg(`{"alg":"none"}`)[8:] + "." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/base64_char"}},
+		{"trailing bits", seg(`{"alg":"none"}`)[:18] + "1." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/base64_bits"}},
+		{"trailing data in the header", seg(`{"alg":"none"}x`) + "." + claims + ".",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/header.json_trailing_data"}},
+		{"malformed claims", seg(`{"alg":"none"}`) + "." + claims + "=.",
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/base64_padding"}},
+		{"four segments", seg(`{"alg":"none"}`) + "." + claims + ".." + claims,
+			[]string{"jwt_alg_none/malformed", "jwt_malformed/segments"}},
+		// Controls: no reading names none.
+		{"padded HS256", seg(`{"alg":"HS256"}`) + "=." + claims + "." + seg("sig"),
+			[]string{"jwt_malformed/base64_padding"}},
+		{"duplicate alg without none", seg(`{"alg":"HS256","alg":"RS256"}`) + "." + claims + "." + seg("sig"),
+			[]string{"jwt_malformed/header.json_duplicate_key"}},
+		{"none elsewhere", seg(`{"alg":"HS256","kid":"none","alg":"HS384"}`) + "." + claims + "." + seg("sig"),
+			[]string{"jwt_malformed/header.json_duplicate_key"}},
+		{"none nested", seg(`{"x":{"alg":"none"},"x":1}`) + "." + claims + ".",
+			[]string{"jwt_malformed/header.json_duplicate_key"}},
+		{"oversize", seg(`{"alg":"none","alg":"none"}`) + "." + seg(`{"x":"`+strings.Repeat("a", 9000)+`"}`) + ".",
+			[]string{"jwt_oversize"}},
+	} {
+		res := analyze(t, a, tc.token, "c")
+		if got := rulesOf(res.Findings); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: findings %v, want %v", tc.name, got, tc.want)
+		}
+		if slices.ContainsFunc(res.Findings, func(f Finding) bool { return f.Rule == RuleAlgNone && f.Action != ActionBlock }) {
+			t.Errorf("%s: alg none does not block", tc.name)
+		}
+	}
+}
+
+// TestLenientAlgNoneDepth: the lenient reading is bounded like Parse.
+func TestLenientAlgNoneDepth(t *testing.T) {
+	t.Parallel()
+	lim := DefaultLimits()
+	deep := `{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `,"alg":"none"}`
+	if lenientAlgNone(seg(deep)+"=.e30.", lim) {
+		t.Error("read past max_json_depth")
+	}
+	if !lenientAlgNone(seg(`{"x":[[1]],"alg":"none"}`)+"=.e30.", lim) {
+		t.Error("shallow header not read")
 	}
 }

@@ -86,8 +86,10 @@ type WeakSecretConfig struct {
 	// Recheck is how long a token family's verdict is kept before the
 	// family is swept again.
 	Recheck time.Duration `yaml:"recheck"`
-	// SweepsPerMinute bounds full wordlist sweeps per replica, so tokens
-	// minted with ever new issuers cannot keep the workers busy.
+	// SweepsPerMinute bounds full wordlist sweeps per replica (a family's
+	// first token; in a family swept clean, each new token), so tokens
+	// minted with ever new issuers or signatures cannot keep the workers
+	// busy.
 	SweepsPerMinute int `yaml:"sweeps_per_minute"`
 	// CacheTTL is how long a replica trusts its local copy of a verdict.
 	CacheTTL time.Duration `yaml:"cache_ttl"`

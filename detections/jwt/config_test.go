@@ -2,8 +2,10 @@ package jwt
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +160,11 @@ func TestAnalyzeRequest(t *testing.T) {
 		{"one token twice", http.Header{"Authorization": {"Bearer " + good}, "Cookie": {"jwt=" + good}}, "", nil},
 		{"two tokens", http.Header{"Authorization": {"Bearer " + good}}, "access_token=" + none,
 			[]string{"jwt_alg_none", "jwt_multiple_tokens"}},
+		// Opaque values do not use up the candidate cap.
+		{"opaque query values first", nil, strings.Repeat("token=x&", 8) + "access_token=" + none,
+			[]string{"jwt_alg_none"}},
+		{"opaque bearer headers first", http.Header{"Authorization": slices.Repeat([]string{"Bearer x"}, 8)}, "access_token=" + none,
+			[]string{"jwt_alg_none"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep, err := a.AnalyzeRequest(ctx, tc.header, tc.query, "c")
@@ -168,6 +175,33 @@ func TestAnalyzeRequest(t *testing.T) {
 				t.Errorf("findings %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAnalyzeRequestTooManyTokens: tokens beyond the cap are not analysed,
+// and the report says so.
+func TestAnalyzeRequestTooManyTokens(t *testing.T) {
+	t.Parallel()
+	a := newTestAnalyzer(t, testConfig(), Options{})
+	var q strings.Builder
+	for i := range maxCandidates {
+		fmt.Fprintf(&q, "token=%s&", mint(`{"alg":"RS256"}`, claimsJSON(issuer, fmt.Sprintf(`"jti":"%d"`, i)), fixed(make([]byte, 256))))
+	}
+	atCap, err := a.AnalyzeRequest(t.Context(), nil, q.String(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rulesOf(atCap.Findings); len(atCap.Results) != maxCandidates || !slices.Contains(got, "jwt_multiple_tokens") || slices.Contains(got, "jwt_multiple_tokens/too_many") {
+		t.Errorf("at the cap: %d results, findings %v", len(atCap.Results), got)
+	}
+	none := mint(`{"alg":"none"}`, claimsJSON(issuer), nil)
+	rep, err := a.AnalyzeRequest(t.Context(), nil, q.String()+"access_token="+none, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rulesOf(rep.Findings)
+	if len(rep.Results) != maxCandidates || !slices.Contains(got, "jwt_multiple_tokens/too_many") || slices.Contains(got, "jwt_multiple_tokens") {
+		t.Errorf("over the cap: %d results, findings %v", len(rep.Results), got)
 	}
 }
 

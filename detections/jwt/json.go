@@ -47,6 +47,9 @@ type jscan struct {
 	b        []byte
 	i        int
 	maxDepth int
+	// dupOK accepts duplicate keys: the lenient reading of a malformed
+	// header (lenientAlgNone), never a token that is accepted.
+	dupOK bool
 }
 
 // walkObject validates that b is exactly one JSON object and calls fn for
@@ -110,6 +113,7 @@ func (s *jscan) object(depth int, fn func(key, val []byte) error) error {
 			return errJSONKeys
 		}
 		switch {
+		case s.dupOK:
 		case n <= smallKeys:
 			for _, k := range small[:n-1] {
 				if bytes.Equal(k, key) {

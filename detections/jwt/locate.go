@@ -31,8 +31,8 @@ func (s Source) String() string {
 	return "query"
 }
 
-// Candidate is a value found where tokens are carried. It may still not be
-// a JWT (opaque API keys travel the same way); Analyze decides.
+// Candidate is a value found where tokens are carried that looks like a
+// JWT (LooksLikeJWT). It may still be malformed; Analyze decides.
 type Candidate struct {
 	Source Source
 	// Name is the configured header, cookie or parameter name.
@@ -66,7 +66,9 @@ func DefaultLocationConfig() LocationConfig {
 }
 
 // maxCandidates bounds the tokens taken from one request, so a request
-// with a thousand cookies costs a scan, not a thousand parses.
+// with a thousand cookies costs a scan, not a thousand parses. Only
+// distinct values that look like a JWT count: opaque values and repeats
+// cannot push a token out.
 const maxCandidates = 8
 
 // Locator finds candidate tokens in requests. Build it once; it is safe
@@ -90,37 +92,74 @@ func NewLocator(cfg LocationConfig) *Locator {
 }
 
 // Locate appends to dst the candidates of a request (its headers, with the
-// Cookie header, and its raw query without '?'), at most eight. It
+// Cookie header, and its raw query without '?'): the distinct values that
+// look like a JWT (LooksLikeJWT), first place first, at most eight. It
 // allocates nothing when there is none, nor when dst has room; values are
 // substrings of the input except for percent-encoded query values.
 func (l *Locator) Locate(h http.Header, rawQuery string, dst []Candidate) []Candidate {
+	dst, _ = l.locate(h, rawQuery, dst)
+	return dst
+}
+
+// locate is Locate that also reports whether a further distinct token-like
+// value was left out because the cap was reached.
+func (l *Locator) locate(h http.Header, rawQuery string, dst []Candidate) ([]Candidate, bool) {
 	n := len(dst)
+	ok := true
 	for _, name := range l.bearer {
 		for _, v := range h[name] {
-			if tok, ok := bearerToken(v); ok && len(dst)-n < maxCandidates {
-				dst = append(dst, Candidate{Source: SourceBearer, Name: name, Value: tok})
+			if tok, found := bearerToken(v); found {
+				if dst, ok = addCandidate(dst, n, SourceBearer, name, tok); !ok {
+					return dst, true
+				}
 			}
 		}
 	}
 	for _, name := range l.headers {
 		for _, v := range h[name] {
-			if tok := trimOWS(v); tok != "" && len(dst)-n < maxCandidates {
-				if t, ok := bearerToken(tok); ok {
+			if tok := trimOWS(v); tok != "" {
+				if t, found := bearerToken(tok); found {
 					tok = t
 				}
-				dst = append(dst, Candidate{Source: SourceHeader, Name: name, Value: tok})
+				if dst, ok = addCandidate(dst, n, SourceHeader, name, tok); !ok {
+					return dst, true
+				}
 			}
 		}
 	}
 	if len(l.cookies) > 0 {
 		for _, line := range h["Cookie"] {
-			dst = l.cookieCandidates(line, dst, n)
+			if dst, ok = l.cookieCandidates(line, dst, n); !ok {
+				return dst, true
+			}
 		}
 	}
 	if len(l.query) > 0 && rawQuery != "" {
-		dst = l.queryCandidates(rawQuery, dst, n)
+		if dst, ok = l.queryCandidates(rawQuery, dst, n); !ok {
+			return dst, true
+		}
 	}
-	return dst
+	return dst, false
+}
+
+// addCandidate appends a candidate to dst (whose first n entries are the
+// caller's) unless it does not look like a JWT or is already there. It
+// returns false, without appending, when a new value finds dst full: the
+// scan can stop, something was left out. (A collector struct behind a
+// pointer would be simpler, but makes dst escape.)
+func addCandidate(dst []Candidate, n int, src Source, name, val string) ([]Candidate, bool) {
+	if !LooksLikeJWT(val) {
+		return dst, true
+	}
+	for i := n; i < len(dst); i++ {
+		if dst[i].Value == val {
+			return dst, true
+		}
+	}
+	if len(dst)-n >= maxCandidates {
+		return dst, false
+	}
+	return append(dst, Candidate{Source: src, Name: name, Value: val}), true
 }
 
 // bearerToken extracts the credentials of "Bearer <token>", or a value
@@ -143,8 +182,10 @@ func bearerToken(v string) (string, bool) {
 
 func trimOWS(s string) string { return strings.Trim(s, " \t") }
 
-func (l *Locator) cookieCandidates(line string, dst []Candidate, n int) []Candidate {
-	for line != "" && len(dst)-n < maxCandidates {
+// cookieCandidates adds the configured cookies of one Cookie line; false
+// means dst is full.
+func (l *Locator) cookieCandidates(line string, dst []Candidate, n int) ([]Candidate, bool) {
+	for line != "" {
 		var part string
 		part, line, _ = strings.Cut(line, ";")
 		name, val, ok := strings.Cut(trimOWS(part), "=")
@@ -158,17 +199,22 @@ func (l *Locator) cookieCandidates(line string, dst []Candidate, n int) []Candid
 					val = val[1 : len(val)-1]
 				}
 				if val != "" {
-					dst = append(dst, Candidate{Source: SourceCookie, Name: want, Value: val})
+					var room bool
+					if dst, room = addCandidate(dst, n, SourceCookie, want, val); !room {
+						return dst, false
+					}
 				}
 				break
 			}
 		}
 	}
-	return dst
+	return dst, true
 }
 
-func (l *Locator) queryCandidates(q string, dst []Candidate, n int) []Candidate {
-	for q != "" && len(dst)-n < maxCandidates {
+// queryCandidates adds the configured query parameters; false means dst
+// is full.
+func (l *Locator) queryCandidates(q string, dst []Candidate, n int) ([]Candidate, bool) {
+	for q != "" {
 		var pair string
 		if i := strings.IndexAny(q, "&;"); i >= 0 {
 			pair, q = q[:i], q[i+1:]
@@ -195,11 +241,14 @@ func (l *Locator) queryCandidates(q string, dst []Candidate, n int) []Candidate 
 					val = v
 				}
 				if val != "" {
-					dst = append(dst, Candidate{Source: SourceQuery, Name: want, Value: val})
+					var room bool
+					if dst, room = addCandidate(dst, n, SourceQuery, want, val); !room {
+						return dst, false
+					}
 				}
 				break
 			}
 		}
 	}
-	return dst
+	return dst, true
 }

@@ -1,8 +1,10 @@
 package jwt
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -10,6 +12,7 @@ import (
 func TestLocate(t *testing.T) {
 	t.Parallel()
 	const tok = "eyJhbGciOiJIUzI1NiJ9.e30.sig"
+	const tok2 = "eyJhbGciOiJIUzI1NiJ9.e30.other"
 	loc := NewLocator(LocationConfig{
 		BearerHeaders: []string{"authorization", "X-Forwarded-Authorization"},
 		Headers:       []string{"x-access-token"},
@@ -37,17 +40,20 @@ func TestLocate(t *testing.T) {
 			want: []Candidate{{SourceHeader, "X-Access-Token", tok}}},
 		{name: "bare header with scheme", header: http.Header{"X-Access-Token": {"Bearer " + tok}},
 			want: []Candidate{{SourceHeader, "X-Access-Token", tok}}},
-		{name: "cookies", header: http.Header{"Cookie": {`a=1; access_token=` + tok + `;b=2`, `jwt="` + tok + `"`}},
-			want: []Candidate{{SourceCookie, "access_token", tok}, {SourceCookie, "jwt", tok}}},
+		{name: "cookies", header: http.Header{"Cookie": {`a=1; access_token=` + tok + `;b=2`, `jwt="` + tok2 + `"`}},
+			want: []Candidate{{SourceCookie, "access_token", tok}, {SourceCookie, "jwt", tok2}}},
+		{name: "repeated value taken once", header: http.Header{"Authorization": {"Bearer " + tok}, "Cookie": {`jwt="` + tok + `"`}},
+			query: "token=" + tok, want: []Candidate{{SourceBearer, "Authorization", tok}}},
 		{name: "cookie names are case-sensitive", header: http.Header{"Cookie": {"Access_Token=" + tok}}},
-		{name: "query", query: "a=1&access_token=" + tok + ";token=x",
-			want: []Candidate{{SourceQuery, "access_token", tok}, {SourceQuery, "token", "x"}}},
+		{name: "query", query: "a=1&access_token=" + tok + ";token=" + tok2,
+			want: []Candidate{{SourceQuery, "access_token", tok}, {SourceQuery, "token", tok2}}},
+		{name: "not token-like", header: http.Header{"Authorization": {"Bearer sk_live_abc"}, "Cookie": {"jwt=b"}}, query: "token=x"},
 		{name: "encoded query name and value", query: "access%5Ftoken=" + strings.ReplaceAll(tok, ".", "%2E"),
 			want: []Candidate{{SourceQuery, "access_token", tok}}},
 		{name: "undecodable query value", query: "token=%zz"},
 		{name: "empty query value", query: "token=&access_token"},
-		{name: "everywhere", header: http.Header{"Authorization": {"Bearer a"}, "Cookie": {"jwt=b"}}, query: "token=c",
-			want: []Candidate{{SourceBearer, "Authorization", "a"}, {SourceCookie, "jwt", "b"}, {SourceQuery, "token", "c"}}},
+		{name: "everywhere", header: http.Header{"Authorization": {"Bearer " + tok + "a"}, "Cookie": {"jwt=" + tok + "b"}}, query: "token=" + tok + "c",
+			want: []Candidate{{SourceBearer, "Authorization", tok + "a"}, {SourceCookie, "jwt", tok + "b"}, {SourceQuery, "token", tok + "c"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -62,10 +68,54 @@ func TestLocate(t *testing.T) {
 func TestLocateBounded(t *testing.T) {
 	t.Parallel()
 	loc := NewLocator(DefaultLocationConfig())
-	q := strings.Repeat("token=x&", 100)
-	h := http.Header{"Cookie": {strings.Repeat("jwt=y; ", 100)}}
-	if got := loc.Locate(h, q, nil); len(got) != maxCandidates {
-		t.Errorf("%d candidates, want %d", len(got), maxCandidates)
+	var q, c strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&q, "token=eyJhbGciOiJIUzI1NiJ9.e30.q%d&", i)
+		fmt.Fprintf(&c, "jwt=eyJhbGciOiJIUzI1NiJ9.e30.c%d; ", i)
+	}
+	h := http.Header{"Cookie": {c.String()}}
+	got, more := loc.locate(h, q.String(), nil)
+	if len(got) != maxCandidates || !more {
+		t.Errorf("%d candidates, more %v; want %d, true", len(got), more, maxCandidates)
+	}
+	if got := loc.Locate(h, q.String(), nil); len(got) != maxCandidates {
+		t.Errorf("Locate: %d candidates", len(got))
+	}
+}
+
+// TestLocateCapCountsTokensOnly: opaque values and repeats do not use up
+// the cap, so decoys cannot push a token out of the analysis; only a
+// distinct token beyond the cap reports that something was left out.
+func TestLocateCapCountsTokensOnly(t *testing.T) {
+	t.Parallel()
+	loc := NewLocator(DefaultLocationConfig())
+	const tok = "eyJhbGciOiJub25lIn0.e30."
+	want := []Candidate{{SourceQuery, "access_token", tok}}
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		query  string
+	}{
+		{"junk query values", nil, strings.Repeat("token=x&", 8) + "access_token=" + tok},
+		{"junk bearer headers", http.Header{"Authorization": slices.Repeat([]string{"Bearer x"}, 8)}, "access_token=" + tok},
+		{"junk cookies", http.Header{"Cookie": {strings.Repeat("jwt=x; ", 50)}}, "access_token=" + tok},
+		{"one token many times", nil, strings.Repeat("access_token="+tok+"&", 50)},
+	} {
+		got, more := loc.locate(tc.header, tc.query, nil)
+		if !reflect.DeepEqual(got, want) || more {
+			t.Errorf("%s: got %+v, more %v", tc.name, got, more)
+		}
+	}
+	// Exactly the cap: nothing left out.
+	var q strings.Builder
+	for i := range maxCandidates {
+		fmt.Fprintf(&q, "token=eyJhbGciOiJIUzI1NiJ9.e30.%d&", i)
+	}
+	if got, more := loc.locate(nil, q.String()+"token="+"eyJhbGciOiJIUzI1NiJ9.e30.0", nil); len(got) != maxCandidates || more {
+		t.Errorf("at the cap with a repeat: %d candidates, more %v", len(got), more)
+	}
+	if got, more := loc.locate(nil, q.String()+"access_token="+tok, nil); len(got) != maxCandidates || !more {
+		t.Errorf("over the cap: %d candidates, more %v", len(got), more)
 	}
 }
 

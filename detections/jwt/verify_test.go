@@ -403,3 +403,56 @@ func TestHMACKeyConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestJWKSRedirectsStayOnHost: the default client follows a redirect on
+// the JWKS URL's host and refuses one to another host, whose keys would
+// then be trusted for the issuer.
+func TestJWKSRedirectsStayOnHost(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	evil := newJWKSServer(t, jwksOf(t, pubJWK(&k.rsa2.PublicKey, "rsa1", "RS256")))
+	var good *httptest.Server
+	good = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/jwks":
+			w.Write(jwksOf(t, pubJWK(&k.rsa.PublicKey, "rsa1", "RS256")))
+		case "/moved":
+			http.Redirect(w, r, good.URL+"/jwks", http.StatusFound)
+		case "/elsewhere":
+			http.Redirect(w, r, evil.srv.URL+"/jwks", http.StatusFound)
+		case "/hop":
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(good.Close)
+	for _, tc := range []struct {
+		path string
+		ok   bool
+	}{{"/moved", true}, {"/elsewhere", false}, {"/hop", false}} {
+		cfg := testConfig()
+		cfg.Providers = []ProviderConfig{{Name: "login", Issuer: issuer, JWKSURL: good.URL + tc.path}}
+		a := newTestAnalyzer(t, cfg, Options{})
+		// The client New built, with its redirect policy; only the
+		// transport changes, to trust the test certificate (both servers
+		// share it).
+		a.providers[0].client.Transport = good.Client().Transport
+		before := evil.hits.Load()
+		err := a.RefreshKeys(t.Context())
+		if tc.ok != (err == nil) {
+			t.Errorf("%s: refresh error %v", tc.path, err)
+		}
+		if !tc.ok && (evil.hits.Load() != before || !strings.Contains(fmt.Sprint(err), "another host")) {
+			t.Errorf("%s: followed to the other host (%d hits): %v", tc.path, evil.hits.Load()-before, err)
+		}
+		// Refused: no keys were ever loaded.
+		want := VerifyUnavailable
+		if tc.ok {
+			want = VerifyOK
+		}
+		if res := analyze(t, a, rsToken(t, "rsa1"), "c"); res.Verify != want {
+			t.Errorf("%s: verify %s, want %s", tc.path, res.Verify, want)
+		}
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"encoding/binary"
 	"hash"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,7 +20,11 @@ import (
 // (iss, kid, alg) is swept against the whole list, once per fleet and per
 // weak_secret.recheck (Claim); if that finds the secret, each later token
 // of the family is confirmed with one HMAC against just that secret, also
-// off-path, and only confirmed tokens are reported. Reporting per token
+// off-path, and only confirmed tokens are reported. If it does not, the
+// verdict covers only that token: each later token of the family with a
+// signature of its own gets its own sweep (and claim, "wsc:" over the
+// token's id), within the same sweeps_per_minute budget, and a hit makes
+// the family weak. Reporting per token
 // rather than per family is what keeps the rule safe to block on: an
 // attacker who mints one token for a real issuer with a guessed secret
 // makes that token blocked, not the issuer's genuine tokens.
@@ -43,10 +49,12 @@ type auditJob struct {
 	// token id: at most one job per id is queued.
 	dedup        stateID
 	famID, tokID stateID
-	hash         crypto.Hash
-	input        string
-	sig          []byte
-	exp          NumericDate
+	// memo is the token's key in the local cache (tokenMemo).
+	memo  stateID
+	hash  crypto.Hash
+	input string
+	sig   []byte
+	exp   NumericDate
 }
 
 type auditor struct {
@@ -81,35 +89,60 @@ func newAuditor(cfg WeakSecretConfig, list *secretList, cache SecretCache, now f
 // signed with a listed secret. It never computes an HMAC.
 func (w *auditor) check(ctx context.Context, t *Token) (bool, error) {
 	famID := stateKey(kindFamily, t.Claims.Iss, t.Header.Kid, t.Header.Alg)
-	fv, ok, err := w.load(ctx, famID, kindFamily)
+	_, swept, err := w.load(ctx, famID, kindFamily)
 	if err != nil {
 		return false, err
 	}
-	if ok && !fv.Weak {
-		return false, nil
-	}
-	// Until the family is swept one job per family is enough; after a
-	// hit, each token needs its own confirmation.
-	dedup := famID
-	if !ok && w.isPending(dedup) {
-		return false, nil
+	// Until the family is swept one job per family is enough. After
+	// that each token needs its own verdict, whatever the family's: a
+	// confirmation against the family's secret when it has one, else a
+	// sweep of its own, as "not weak" is only known of the token that
+	// was swept. (Were it taken for the family, a junk signature would
+	// clear it, for recheck, before tokens minted with a guessed secret.)
+	memo := tokenMemo(t.Raw)
+	if !swept {
+		if w.isPending(famID) {
+			return false, nil
+		}
+	} else if tv, ok := w.local.get(memo); ok {
+		return tv.Weak, nil
 	}
 	tokID := stateKey(kindToken, t.Raw)
-	if ok {
-		tv, found, err := w.load(ctx, tokID, kindToken)
+	dedup := famID
+	if swept {
+		dedup = tokID
+		if w.isPending(dedup) {
+			return false, nil
+		}
+		tv, found, err := w.cache.Load(ctx, tokID.key(kindToken))
 		if err != nil {
 			return false, err
 		}
 		if found {
+			w.local.put(memo, tv)
 			return tv.Weak, nil
 		}
-		dedup = tokID
 	}
 	w.enqueue(auditJob{
-		dedup: dedup, famID: famID, tokID: tokID, hash: algs[t.Header.alg].hash,
+		dedup: dedup, famID: famID, tokID: tokID, memo: memo, hash: algs[t.Header.alg].hash,
 		input: t.SigningInput(), sig: t.Signature, exp: t.Claims.Exp,
 	})
 	return false, nil
+}
+
+// memoSeeds key tokenMemo; they are secret to the process.
+var memoSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// tokenMemo is the local cache key of a token's verdict: a 128-bit seeded
+// hash of the token, a fraction of the cost of its store id (SHA-256 over
+// the whole token), which a request then only computes until the verdict
+// is known locally. The seeds never leave the process, so colliding two
+// tokens cannot be planned.
+func tokenMemo(raw string) stateID {
+	var id stateID
+	binary.LittleEndian.PutUint64(id[:8], maphash.String(memoSeeds[0], raw))
+	binary.LittleEndian.PutUint64(id[8:], maphash.String(memoSeeds[1], raw))
+	return id
 }
 
 func (w *auditor) isPending(id stateID) bool {
@@ -189,18 +222,21 @@ func (w *auditor) process(ctx context.Context, j auditJob) {
 		w.sweepFamily(ctx, j)
 		return
 	}
-	if !fv.Weak {
-		w.local.put(j.famID, fv)
-		return
-	}
+	w.local.put(j.famID, fv)
 	tv, found, err := w.cache.Load(ctx, j.tokID.key(kindToken))
 	if err != nil {
 		w.fail(ctx, err)
 		return
 	}
 	if found {
-		// Confirmed by another replica meanwhile.
-		w.local.put(j.tokID, tv)
+		// Swept or confirmed by another replica meanwhile.
+		w.local.put(j.memo, tv)
+		return
+	}
+	if !fv.Weak {
+		// The family's verdict is about the token that was swept, not
+		// this one.
+		w.sweepToken(ctx, j)
 		return
 	}
 	secret, known := w.list.lookup(fv.SecretID)
@@ -216,32 +252,12 @@ func (w *auditor) process(ctx context.Context, j auditJob) {
 	w.storeToken(ctx, j, tv)
 }
 
-// sweepFamily tries every listed secret on j's token and records the
-// verdict for its family and for the token.
+// sweepFamily tries every listed secret on j's token, the first of its
+// family, and records the verdict for the family and for the token.
 func (w *auditor) sweepFamily(ctx context.Context, j auditJob) {
-	if !w.takeSweep() {
-		w.deferred.Add(1)
+	v, ok := w.sweep(ctx, j, j.famID)
+	if !ok {
 		return
-	}
-	claimed, err := w.cache.Claim(ctx, j.famID.key(kindClaim), claimTTL)
-	if err != nil {
-		w.fail(ctx, err)
-		return
-	}
-	if !claimed {
-		return
-	}
-	w.sweeps.Add(1)
-	v := SecretVerdict{}
-	ht := newHMACTrial(j.hash)
-	for i, secret := range w.list.words {
-		if i%1024 == 0 && ctx.Err() != nil {
-			return
-		}
-		if w.try(ht, j, secret) {
-			v = SecretVerdict{Weak: true, SecretID: Identity(string(secret))}
-			break
-		}
 	}
 	if err := w.cache.Store(ctx, j.famID.key(kindFamily), v, w.cfg.Recheck); err != nil {
 		w.fail(ctx, err)
@@ -249,11 +265,64 @@ func (w *auditor) sweepFamily(ctx context.Context, j auditJob) {
 	}
 	w.local.put(j.famID, v)
 	if v.Weak {
-		w.weak.Add(1)
-		w.log.LogAttrs(ctx, slog.LevelWarn, "jwt_weak_secret_found",
-			slog.String("family", j.famID.key(kindFamily)), slog.String("secret_id", v.SecretID))
+		w.found(ctx, j, v)
 	}
 	w.storeToken(ctx, j, v)
+}
+
+// sweepToken tries every listed secret on a token of a family known not
+// to be weak from another token's sweep. A hit makes the family weak, so
+// that its later tokens are confirmed with one trial.
+func (w *auditor) sweepToken(ctx context.Context, j auditJob) {
+	v, ok := w.sweep(ctx, j, j.tokID)
+	if !ok {
+		return
+	}
+	if v.Weak {
+		if err := w.cache.Store(ctx, j.famID.key(kindFamily), v, w.cfg.Recheck); err != nil {
+			w.fail(ctx, err)
+			return
+		}
+		w.local.put(j.famID, v)
+		w.found(ctx, j, v)
+	}
+	w.storeToken(ctx, j, v)
+}
+
+// sweep spends one unit of the sweep budget and takes the fleet-wide
+// claim on id (a family or a token), then tries every listed secret on
+// j's token. ok is false when the sweep did not happen (no budget, claimed
+// elsewhere, store failure, shutdown): nothing must be recorded then.
+func (w *auditor) sweep(ctx context.Context, j auditJob, id stateID) (v SecretVerdict, ok bool) {
+	if !w.takeSweep() {
+		w.deferred.Add(1)
+		return v, false
+	}
+	claimed, err := w.cache.Claim(ctx, id.key(kindClaim), claimTTL)
+	if err != nil {
+		w.fail(ctx, err)
+		return v, false
+	}
+	if !claimed {
+		return v, false
+	}
+	w.sweeps.Add(1)
+	ht := newHMACTrial(j.hash)
+	for i, secret := range w.list.words {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return v, false
+		}
+		if w.try(ht, j, secret) {
+			return SecretVerdict{Weak: true, SecretID: Identity(string(secret))}, true
+		}
+	}
+	return v, true
+}
+
+func (w *auditor) found(ctx context.Context, j auditJob, v SecretVerdict) {
+	w.weak.Add(1)
+	w.log.LogAttrs(ctx, slog.LevelWarn, "jwt_weak_secret_found",
+		slog.String("family", j.famID.key(kindFamily)), slog.String("secret_id", v.SecretID))
 }
 
 func (w *auditor) storeToken(ctx context.Context, j auditJob, v SecretVerdict) {
@@ -266,7 +335,7 @@ func (w *auditor) storeToken(ctx context.Context, j auditJob, v SecretVerdict) {
 		w.fail(ctx, err)
 		return
 	}
-	w.local.putFor(j.tokID, v, min(ttl, w.cfg.CacheTTL))
+	w.local.putFor(j.memo, v, min(ttl, w.cfg.CacheTTL))
 }
 
 // try is the only place an HMAC trial runs; trials counts them.

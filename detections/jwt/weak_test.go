@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -102,6 +103,127 @@ func TestWeakSecretPerTokenConfirmation(t *testing.T) {
 	}
 	if a.Stats().AuditSweeps != 1 {
 		t.Errorf("sweeps %d, want 1", a.Stats().AuditSweeps)
+	}
+}
+
+// TestWeakSecretNegativeFamilyCoversOneToken: a family swept clean with
+// one token (an attacker's junk signature) does not clear the family's
+// later tokens, which get their own sweep; a hit makes the family weak.
+func TestWeakSecretNegativeFamilyCoversOneToken(t *testing.T) {
+	t.Parallel()
+	a := newTestAnalyzer(t, weakConfig(), Options{})
+	ctx := t.Context()
+	hdr := `{"alg":"HS256","typ":"JWT","kid":"k1"}`
+	junk := mint(hdr, claimsJSON(issuer), fixed(make([]byte, 32)))
+	analyze(t, a, junk, "attacker")
+	a.audit.processQueued(ctx)
+	if s := a.Stats(); s.AuditSweeps != 1 || s.WeakFamilies != 0 {
+		t.Fatalf("junk sweep: %+v", s)
+	}
+	// The swept token itself is settled: no new job.
+	if analyze(t, a, junk, "attacker").Has(RuleWeakSecret) || a.Stats().AuditQueued != 0 {
+		t.Fatalf("junk token: %+v", a.Stats())
+	}
+	forged := hsToken(issuer, "k1", "secret", `"role":"admin"`)
+	for range 10 {
+		if analyze(t, a, forged, "attacker").Has(RuleWeakSecret) {
+			t.Fatal("verdict before the sweep")
+		}
+	}
+	if s := a.Stats(); s.AuditQueued != 1 {
+		t.Fatalf("queued %d jobs for one token", s.AuditQueued)
+	}
+	a.audit.processQueued(ctx)
+	if s := a.Stats(); s.AuditSweeps != 2 || s.WeakFamilies != 1 {
+		t.Fatalf("token sweep: %+v", s)
+	}
+	if !analyze(t, a, forged, "attacker").Has(RuleWeakSecret) {
+		t.Fatal("token signed with a listed secret not reported in a family swept clean")
+	}
+	// The family is now known weak: later tokens are confirmed with one
+	// trial, not swept.
+	forged2 := hsToken(issuer, "k1", "secret", `"role":"root"`)
+	genuine := hsToken(issuer, "k1", "b3f1c0e5a9d24e7f8a6b5c4d3e2f1a0b9c8d7e6f", `"jti":"1"`)
+	analyze(t, a, forged2, "attacker")
+	analyze(t, a, genuine, "user")
+	before := a.Stats().AuditTrials
+	a.audit.processQueued(ctx)
+	if s := a.Stats(); s.AuditTrials-before != 2 || s.AuditSweeps != 2 {
+		t.Errorf("confirmations: %d trials, %+v", s.AuditTrials-before, s)
+	}
+	if !analyze(t, a, forged2, "attacker").Has(RuleWeakSecret) || analyze(t, a, genuine, "user").Has(RuleWeakSecret) {
+		t.Error("confirmation")
+	}
+	// The swept junk token keeps its own verdict.
+	if analyze(t, a, junk, "attacker").Has(RuleWeakSecret) {
+		t.Error("junk token reported")
+	}
+}
+
+// TestWeakSecretTokenSweepsBudgetAndClaim: the sweeps of a clean family's
+// tokens spend the sweeps_per_minute budget, once per token, and a token
+// claimed by another replica is not swept twice.
+func TestWeakSecretTokenSweepsBudgetAndClaim(t *testing.T) {
+	t.Parallel()
+	cfg := weakConfig()
+	cfg.WeakSecret.SweepsPerMinute = 2
+	clk := newClock()
+	cache := NewMemorySecretCache(1000, clk.Now)
+	a := newTestAnalyzer(t, cfg, Options{Now: clk.Now, SecretCache: cache})
+	ctx := t.Context()
+	strong := func(jti string) string {
+		return hsToken(issuer, "k1", "b3f1c0e5a9d24e7f8a6b5c4d3e2f1a0b9c8d7e6f", `"jti":"`+jti+`"`)
+	}
+	first, second := strong("1"), strong("2")
+	weak := hsToken(issuer, "k1", "password", `"role":"admin"`)
+	analyze(t, a, first, "u")
+	a.audit.processQueued(ctx) // family sweep: 1 of 2
+	analyze(t, a, second, "u")
+	analyze(t, a, weak, "attacker")
+	a.audit.processQueued(ctx) // second: 2 of 2; weak: deferred
+	if s := a.Stats(); s.AuditSweeps != 2 || s.AuditDeferred != 1 {
+		t.Fatalf("budget: %+v", s)
+	}
+	// Swept tokens are settled; the deferred one is retried when seen
+	// again, once the budget refills.
+	analyze(t, a, first, "u")
+	analyze(t, a, second, "u")
+	analyze(t, a, weak, "attacker")
+	if s := a.Stats(); s.AuditQueued != 1 {
+		t.Fatalf("queued %d, want the deferred token only", s.AuditQueued)
+	}
+	a.audit.processQueued(ctx)
+	if s := a.Stats(); s.AuditSweeps != 2 || s.AuditDeferred != 2 {
+		t.Fatalf("budget still spent: %+v", s)
+	}
+	clk.Advance(time.Minute)
+	analyze(t, a, weak, "attacker")
+	a.audit.processQueued(ctx)
+	if !analyze(t, a, weak, "attacker").Has(RuleWeakSecret) {
+		t.Fatalf("deferred token: %+v", a.Stats())
+	}
+	// Another replica sharing the cache: a token claimed elsewhere is not
+	// swept again.
+	b := newTestAnalyzer(t, cfg, Options{Now: clk.Now, SecretCache: cache})
+	clean := func(jti string) string {
+		return hsToken(issuer, "k2", "b3f1c0e5a9d24e7f8a6b5c4d3e2f1a0b9c8d7e6f", `"jti":"`+jti+`"`)
+	}
+	analyze(t, a, clean("1"), "u")
+	a.audit.processQueued(ctx) // family k2 swept clean on A
+	third := clean("2")
+	if ok, _ := cache.Claim(ctx, stateKey(kindToken, third).key(kindClaim), time.Minute); !ok {
+		t.Fatal("claim")
+	}
+	analyze(t, b, third, "u")
+	b.audit.processQueued(ctx)
+	if s := b.Stats(); s.AuditTrials != 0 || s.AuditSweeps != 0 {
+		t.Errorf("B swept a token claimed elsewhere: %+v", s)
+	}
+	fourth := clean("3")
+	analyze(t, b, fourth, "u")
+	b.audit.processQueued(ctx)
+	if s := b.Stats(); s.AuditSweeps != 1 {
+		t.Errorf("B did not sweep an unclaimed token: %+v", s)
 	}
 }
 
@@ -276,5 +398,42 @@ func TestHMACTrialMatchesCryptoHMAC(t *testing.T) {
 	cand := []byte("candidate")
 	if n := testing.AllocsPerRun(100, func() { ht.matches(cand, msg, mac) }); n != 0 {
 		t.Errorf("%v allocs per trial", n)
+	}
+}
+
+// countingCache counts the reads of a SecretCache.
+type countingCache struct {
+	SecretCache
+	loads atomic.Int64
+}
+
+func (c *countingCache) Load(ctx context.Context, key string) (SecretVerdict, bool, error) {
+	c.loads.Add(1)
+	return c.SecretCache.Load(ctx, key)
+}
+
+// TestWeakSecretVerdictReadLocally: once a token's verdict is known, its
+// requests read neither the shared cache nor anything but the local copy,
+// in a clean family as in a weak one.
+func TestWeakSecretVerdictReadLocally(t *testing.T) {
+	t.Parallel()
+	cache := &countingCache{SecretCache: NewMemorySecretCache(100, func() time.Time { return testNow })}
+	a := newTestAnalyzer(t, weakConfig(), Options{SecretCache: cache})
+	ctx := t.Context()
+	clean := hsToken(issuer, "k1", "b3f1c0e5a9d24e7f8a6b5c4d3e2f1a0b9c8d7e6f")
+	weak := hsToken("https://other.example", "k1", "secret")
+	for _, tok := range []string{clean, weak} {
+		analyze(t, a, tok, "c")
+		a.audit.processQueued(ctx)
+		want := tok == weak
+		before := cache.loads.Load()
+		for range 50 {
+			if got := analyze(t, a, tok, "c").Has(RuleWeakSecret); got != want {
+				t.Fatalf("weak %v, want %v", got, want)
+			}
+		}
+		if n := cache.loads.Load() - before; n != 0 || a.Stats().AuditQueued != 0 {
+			t.Errorf("%d shared-cache reads, %d jobs for a known verdict", n, a.Stats().AuditQueued)
+		}
 	}
 }
