@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -194,12 +195,9 @@ func (d *JWT) Inspect(ctx context.Context, r *Request) (Verdict, error) {
 			}
 		}
 	}
-	for _, name := range d.query {
-		if queryHas(r.RawQuery, name) {
-			if v, ok := hit(RuleCredentialInQuery, "query:"+name); ok {
-				return v, nil
-			}
-			break
+	if name, ok := queryParam(r.RawQuery, d.query); ok {
+		if v, ok := hit(RuleCredentialInQuery, "query:"+name); ok {
+			return v, nil
 		}
 	}
 	if d.tls && r.TLS == nil && r.Header.Get("Authorization") != "" {
@@ -247,10 +245,15 @@ func (d *JWT) checkShared(ctx context.Context, r *Request, hit func(string, stri
 	return Verdict{}, false, nil
 }
 
-// queryHas reports whether the raw query has a parameter name (case-
-// insensitive, '&' or ';' separated).
-func queryHas(q, name string) bool {
-	for q != "" {
+// queryParam returns the first of names that the raw query has as a
+// parameter name (case-insensitive, '&' or ';' separated). A name with
+// escapes (api%5Fkey, pass%77ord) is that parameter upstream, so it is
+// compared decoded, as the jwt locator reads names (url.QueryUnescape; a
+// malformed escape is compared as it is); decoding allocates, so only a
+// name containing '%' or '+' is decoded, once for all names.
+func queryParam(q string, names []string) (string, bool) {
+	best := len(names) // the index of the first name found so far
+	for q != "" && best > 0 {
 		var pair string
 		if i := strings.IndexAny(q, "&;"); i >= 0 {
 			pair, q = q[:i], q[i+1:]
@@ -258,11 +261,22 @@ func queryHas(q, name string) bool {
 			pair, q = q, ""
 		}
 		k, _, _ := strings.Cut(pair, "=")
-		if strings.EqualFold(k, name) {
-			return true
+		if strings.ContainsAny(k, "%+") {
+			if u, err := url.QueryUnescape(k); err == nil {
+				k = u
+			}
+		}
+		for i, name := range names[:best] {
+			if strings.EqualFold(k, name) {
+				best = i
+				break
+			}
 		}
 	}
-	return false
+	if best == len(names) {
+		return "", false
+	}
+	return names[best], true
 }
 
 // sampleCache remembers keys seen recently (bounded; arbitrary eviction):

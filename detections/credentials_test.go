@@ -74,3 +74,27 @@ func TestJWTDetection(t *testing.T) {
 		t.Error("unknown rule accepted")
 	}
 }
+
+// TestCredentialInQueryEncodedName: a credential parameter whose name is
+// percent-encoded (api%5Fkey is api_key upstream) is still reported.
+func TestCredentialInQueryEncodedName(t *testing.T) {
+	t.Parallel()
+	d, err := detections.NewJWT(detections.DefaultJWTConfig(), detections.JWTDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]string{"api_key=abc": "query:api_key", "api%5Fkey=abc": "query:api_key", "api%5fkey=abc": "query:api_key",
+		"pass%77ord=x": "query:password", "Access%5FToken=t": "query:access_token", "q=api%5Fkey": ""} {
+		r := reqFrom("192.0.2.1")
+		r.TLS = &detections.TLS{Version: 0x0304}
+		r.RawQuery = q
+		d.Identify(t.Context(), r)
+		v, err := d.Inspect(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.Location; (want == "") != (v.Action == detections.ActionAllow) || got != want || (want != "" && v.Rule != detections.RuleCredentialInQuery) {
+			t.Errorf("query %q: %+v, want credential_in_query at %q", q, v, want)
+		}
+	}
+}

@@ -107,19 +107,33 @@ func (k KeySpec) Subject(r *Request) (subject string, ok bool) {
 	if k.IsIP() {
 		return r.ClientKey, false
 	}
-	h := sha256.New()
-	h.Write([]byte("rampart/identity/v1\x00"))
-	h.Write([]byte(k.String()))
+	var values [4]string // no allocation for up to four parts
+	vs := values[:0]
 	for _, p := range k {
 		v, found := p.value(r)
 		if !found {
 			return r.ClientKey, false
 		}
+		vs = append(vs, v)
+	}
+	return identityHash(k, vs), true
+}
+
+// identityHash is the one hash of an identity, used by Subject (values
+// read from a request) and IdentitySubject (values an operator names), so
+// an operator's ban by value hits the subject a request is keyed by: the
+// domain string, the spec as configured, then each value after a zero
+// byte; "id:" and the first 16 bytes in hex.
+func identityHash(spec KeySpec, values []string) string {
+	h := sha256.New()
+	h.Write([]byte("rampart/identity/v1\x00"))
+	h.Write([]byte(spec.String()))
+	for _, v := range values {
 		h.Write([]byte{0})
 		h.Write([]byte(v))
 	}
 	var sum [32]byte
-	return SubjectPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16]), true
+	return SubjectPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // SubjectPrefix marks hashed identities among store subjects (client keys
@@ -132,15 +146,7 @@ func IdentitySubject(spec KeySpec, values ...string) (string, error) {
 	if spec.IsIP() || len(values) != len(spec) {
 		return "", fmt.Errorf("identity %s needs %d values", spec, len(spec))
 	}
-	h := sha256.New()
-	h.Write([]byte("rampart/identity/v1\x00"))
-	h.Write([]byte(spec.String()))
-	for _, v := range values {
-		h.Write([]byte{0})
-		h.Write([]byte(v))
-	}
-	var sum [32]byte
-	return SubjectPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16]), nil
+	return identityHash(spec, values), nil
 }
 
 func (p KeyPart) value(r *Request) (string, bool) {

@@ -26,10 +26,14 @@ type Limiter interface {
 // RouteLimit overrides the limit for requests matching a method and a path
 // prefix. Each route has its own bucket per client.
 type RouteLimit struct {
-	Name   string `yaml:"name"`    // [a-z0-9_-]+, part of the Redis key
-	Method string `yaml:"method"`  // "" matches every method
-	Path   string `yaml:"path"`    // path prefix, e.g. "/api/login"
-	Limit  Limit  `yaml:",inline"` // rate, burst, period > 0
+	Name   string `yaml:"name"`   // [a-z0-9_-]+, part of the Redis key
+	Method string `yaml:"method"` // "" matches every method
+	// Path is a path prefix of whole segments, matched like a gateway
+	// route's path_prefix on the normalised path (see Request.RoutePath):
+	// "/api/login" matches /api/login, /api//login and /api/login/x, not
+	// /api/loginx.
+	Path  string `yaml:"path"`
+	Limit Limit  `yaml:",inline"` // rate, burst, period > 0
 	// Key is what the bucket counts (see KeySpec): default the client IP.
 	Key []string `yaml:"key"`
 }
@@ -131,12 +135,21 @@ func (c RateLimitConfig) Validate() error {
 		names[r.Name] = true
 		if !strings.HasPrefix(r.Path, "/") {
 			errs = append(errs, fmt.Errorf("routes[%d].path: %q must start with /", i, r.Path))
+		} else if !isCleanPrefix(r.Path) {
+			errs = append(errs, fmt.Errorf("routes[%d].path: %q is not a clean path (no //, . or .. segments, no ;)", i, r.Path))
 		}
 		if !r.Limit.Valid() {
 			errs = append(errs, fmt.Errorf("routes[%d]: rate, burst and period must be > 0", i))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isCleanPrefix reports whether a configured path prefix is already
+// normalised (a trailing slash aside): any other could never match a
+// request's normalised path.
+func isCleanPrefix(p string) bool {
+	return p == "/" || cleanPath(p) == strings.TrimSuffix(p, "/")
 }
 
 // RateLimit is the prototype's DDoS detection: a per-client GCRA limit
@@ -151,10 +164,11 @@ type RateLimit struct {
 
 // bucket is one limit: a route's or the default.
 type bucket struct {
-	name, method, path string // name "" is the default bucket
-	limit              Limit
-	key                KeySpec
-	policy             string // RateLimit-Policy value
+	name, method string // name "" is the default bucket
+	path         string // a clean prefix without a trailing slash ("" any)
+	limit        Limit
+	key          KeySpec
+	policy       string // RateLimit-Policy value
 }
 
 // NewRateLimit validates cfg. fallback is the per-replica limiter used
@@ -173,7 +187,7 @@ func NewRateLimit(cfg RateLimitConfig, fallback Limiter) (*RateLimit, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d].key%w", i, err))
 		}
-		d.buckets = append(d.buckets, bucket{name: r.Name, method: r.Method, path: r.Path, limit: r.Limit, key: key, policy: policyValue(r.Name, r.Limit)})
+		d.buckets = append(d.buckets, bucket{name: r.Name, method: r.Method, path: strings.TrimSuffix(r.Path, "/"), limit: r.Limit, key: key, policy: policyValue(r.Name, r.Limit)})
 	}
 	key, err := ParseKeySpec(cfg.Key)
 	if err != nil {
@@ -189,10 +203,10 @@ func NewRateLimit(cfg RateLimitConfig, fallback Limiter) (*RateLimit, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("also[%d].key%w", i, err))
 		}
-		if !routeNameRE.MatchString(r.Name) || !r.Limit.Valid() || (r.Path != "" && !strings.HasPrefix(r.Path, "/")) {
-			errs = append(errs, fmt.Errorf("also[%d]: want a name [a-z0-9_-]{1,64}, rate, burst and period > 0, and a path starting with / (or none)", i))
+		if !routeNameRE.MatchString(r.Name) || !r.Limit.Valid() || (r.Path != "" && (!strings.HasPrefix(r.Path, "/") || !isCleanPrefix(r.Path))) {
+			errs = append(errs, fmt.Errorf("also[%d]: want a name [a-z0-9_-]{1,64}, rate, burst and period > 0, and a clean path starting with / (or none)", i))
 		}
-		d.also = append(d.also, bucket{name: r.Name, method: r.Method, path: r.Path, limit: r.Limit, key: key, policy: policyValue(r.Name, r.Limit)})
+		d.also = append(d.also, bucket{name: r.Name, method: r.Method, path: strings.TrimSuffix(r.Path, "/"), limit: r.Limit, key: key, policy: policyValue(r.Name, r.Limit)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -213,32 +227,42 @@ func (d *RateLimit) Name() string { return rateLimitName }
 // Limit returns the configured default limit.
 func (d *RateLimit) Limit() Limit { return d.cfg.Limit }
 
-// route returns the bucket of r: the first matching route's, else the
-// default.
-func (d *RateLimit) route(r *Request) *bucket {
+// matches reports whether a request with this method and normalised path
+// (Request.RoutePath) is the bucket's.
+func (b *bucket) matches(method, clean string) bool {
+	return (b.method == "" || b.method == method) && hasSegmentPrefix(clean, b.path)
+}
+
+// route returns the bucket of a request with this normalised path: the
+// first matching route's, else the default.
+func (d *RateLimit) route(r *Request, clean string) *bucket {
 	last := len(d.buckets) - 1
 	for i := range d.buckets[:last] {
-		b := &d.buckets[i]
-		if (b.method == "" || b.method == r.Method) && strings.HasPrefix(r.Path, b.path) {
+		if b := &d.buckets[i]; b.matches(r.Method, clean) {
 			return b
 		}
 	}
 	return &d.buckets[last]
 }
 
-// Query asks for one request from the bucket of r's client (or identity).
+// Query asks for one request from the bucket of r's client (or identity),
+// and from every additional bucket r matches.
 func (d *RateLimit) Query(r *Request, q *StateQuery) {
-	b := d.route(r)
+	clean := r.RoutePath()
+	b := d.route(r, clean)
 	if subject, ok := b.key.Subject(r); ok {
 		sq := q.Subject(subject)
 		sq.RateKey, sq.RateLimit, sq.BanAfter = b.name, b.limit, d.cfg.BanAfter
-		return
+	} else {
+		q.RateKey, q.RateLimit = b.name, b.limit
+		q.BanAfter = d.cfg.BanAfter
 	}
-	q.RateKey, q.RateLimit = b.name, b.limit
-	q.BanAfter = d.cfg.BanAfter
+	// The additional buckets are consumed whatever the main one is keyed
+	// by: an identity the client makes up (a random X-Api-Key) must not
+	// take it out of the per-fingerprint limit.
 	for i := range d.also {
 		a := &d.also[i]
-		if (a.method == "" || a.method == r.Method) && strings.HasPrefix(r.Path, a.path) {
+		if a.matches(r.Method, clean) {
 			subject, _ := a.key.Subject(r) // the client key when the identity is missing
 			sq := q.Subject(subject)
 			if sq.RateLimit.IsZero() {
@@ -255,7 +279,8 @@ func (d *RateLimit) Inspect(ctx context.Context, r *Request) (Verdict, error) {
 	if st == nil {
 		return Allow, fmt.Errorf("rate_limit: no shared state fetched: %w", ErrStore)
 	}
-	b := d.route(r)
+	clean := r.RoutePath()
+	b := d.route(r, clean)
 	subject, byIdentity := b.key.Subject(r)
 	res, refused := st.Rate, st.Refused
 	if byIdentity && st.Err == nil {
@@ -283,7 +308,7 @@ func (d *RateLimit) Inspect(ctx context.Context, r *Request) (Verdict, error) {
 		if st.Err != nil {
 			return Allow, nil
 		}
-		return d.inspectAlso(r, st), nil
+		return d.inspectAlso(r, clean, st), nil
 	}
 	v := Block(ReasonRateLimited)
 	v.RetryAfter = res.RetryAfter
@@ -302,10 +327,10 @@ func (d *RateLimit) Inspect(ctx context.Context, r *Request) (Verdict, error) {
 
 // inspectAlso refuses a request that one of the additional buckets
 // refused (their refusals never ban: the main bucket's hammering does).
-func (d *RateLimit) inspectAlso(r *Request, st *ClientState) Verdict {
+func (d *RateLimit) inspectAlso(r *Request, clean string, st *ClientState) Verdict {
 	for i := range d.also {
 		a := &d.also[i]
-		if !((a.method == "" || a.method == r.Method) && strings.HasPrefix(r.Path, a.path)) {
+		if !a.matches(r.Method, clean) {
 			continue
 		}
 		subject, _ := a.key.Subject(r)

@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"path"
 	"strings"
 	"time"
 )
@@ -27,6 +28,10 @@ type Request struct {
 	Path      string // decoded path
 	RawPath   string // path as received, still percent-encoded
 	RawQuery  string // query as received, without '?'
+	// CleanPath is the path as routes match it, normalised the way the
+	// gateway routes (see RoutePath); the gateway sets it when it has
+	// computed it for routing. Empty: RoutePath normalises Path itself.
+	CleanPath string
 	Proto     string
 	// Route is the name of the route the request matched ("default": the
 	// top-level upstream; "" none).
@@ -115,6 +120,48 @@ func simpleMediaType(ct string) (string, bool) {
 func (r *Request) IsJSON() bool {
 	mt, _ := r.MediaType()
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// RoutePath returns the normalised path that per-path policy (a rate
+// limit's routes, like the gateway's routes) matches on, so the policy
+// cannot be side-stepped by spelling the path differently: backslashes as
+// slashes, ;parameters dropped from every segment, dot segments resolved,
+// repeated slashes collapsed, no trailing slash ("/" is ""). It is
+// CleanPath when set, else Path normalised, without allocation when Path
+// is already clean.
+func (r *Request) RoutePath() string {
+	if r.CleanPath != "" {
+		return r.CleanPath
+	}
+	return cleanPath(r.Path)
+}
+
+// cleanPath normalises a decoded path exactly as the gateway's routing
+// does (gateway cleanPath; a gateway test keeps the two in step).
+func cleanPath(p string) string {
+	if strings.IndexByte(p, '\\') >= 0 {
+		p = strings.ReplaceAll(p, "\\", "/")
+	}
+	if strings.IndexByte(p, ';') >= 0 {
+		segs := strings.Split(p, "/")
+		for i, s := range segs {
+			if j := strings.IndexByte(s, ';'); j >= 0 {
+				segs[i] = s[:j]
+			}
+		}
+		p = strings.Join(segs, "/")
+	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return strings.TrimSuffix(path.Clean(p), "/") // no allocation when already clean
+}
+
+// hasSegmentPrefix reports whether p starts with the whole segments of
+// prefix (which has no trailing slash): /api/login matches /api/login and
+// /api/login/x, not /api/loginx. An empty prefix matches every path.
+func hasSegmentPrefix(p, prefix string) bool {
+	return strings.HasPrefix(p, prefix) && (len(p) == len(prefix) || p[len(prefix)] == '/')
 }
 
 // Reset clears r for reuse from a pool.

@@ -230,10 +230,10 @@ func (ex *exchange) resolveClient() {
 	ex.w.Header()["X-Request-Id"] = []string{r.ID}
 	r.ClientIP, r.ClientKey = ip, detections.ClientKey(ip, g.cfg.IPv6Prefix)
 	r.Method, r.Host, r.Proto, r.Header, r.Received = req.Method, req.Host, req.Proto, req.Header, ex.start
-	r.Path, r.RawPath, r.RawQuery = req.URL.Path, req.URL.EscapedPath(), req.URL.RawQuery
 	r.TLS = g.requestTLS(req, trusted, &ex.tls)
 	ex.exempt = ex.pol.exempt(ip)
 	ex.route, ex.clean = ex.pol.matchRoute(req)
+	r.Path, r.RawPath, r.RawQuery, r.CleanPath = req.URL.Path, req.URL.EscapedPath(), req.URL.RawQuery, ex.clean // "" without routes: RoutePath normalises Path
 	ex.chain = ex.pol.Chain
 	if ex.route != nil {
 		r.Route = ex.route.name
