@@ -29,7 +29,7 @@ type RouteLimit struct {
 	Name   string `yaml:"name"`   // [a-z0-9_-]+, part of the Redis key
 	Method string `yaml:"method"` // "" matches every method
 	// Path is a path prefix of whole segments, matched like a gateway
-	// route's path_prefix on the normalised path (see Request.RoutePath):
+	// route's path_prefix on the normalised path (dot segments resolved, repeated slashes and ;parameters dropped):
 	// "/api/login" matches /api/login, /api//login and /api/login/x, not
 	// /api/loginx.
 	Path  string `yaml:"path"`
