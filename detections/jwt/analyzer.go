@@ -188,11 +188,10 @@ func (a *Analyzer) Analyze(ctx context.Context, raw, witness string) (Result, er
 				res.Findings = append(res.Findings, finding(RuleOversize, ""))
 			} else {
 				res.Findings = append(res.Findings, finding(RuleMalformed, me.Reason))
-				// A laxer verifier may still take it, and read alg
-				// otherwise: alg none must not hide behind a monitor rule.
-				if lenientAlgNone(raw, a.lim) {
-					res.Findings = append(res.Findings, finding(RuleAlgNone, "malformed"))
-				}
+				// A laxer verifier may still take it, and read its header
+				// otherwise: alg none and key injection must not hide
+				// behind a monitor rule.
+				res.Findings = a.lenientFindings(raw, res.Findings)
 			}
 		}
 		return res, nil

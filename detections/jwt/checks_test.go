@@ -306,15 +306,77 @@ func TestMalformedAlgNone(t *testing.T) {
 	}
 }
 
-// TestLenientAlgNoneDepth: the lenient reading is bounded like Parse.
-func TestLenientAlgNoneDepth(t *testing.T) {
+// TestLenientHeaderDepth: the lenient reading is bounded like Parse.
+func TestLenientHeaderDepth(t *testing.T) {
 	t.Parallel()
-	lim := DefaultLimits()
-	deep := `{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `,"alg":"none"}`
-	if lenientAlgNone(seg(deep)+"=.e30.", lim) {
+	a := newTestAnalyzer(t, testConfig(), Options{})
+	deep := `{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `,"alg":"none","jku":"https://a.example/"}`
+	if none, key := a.lenientHeader(seg(deep) + "=.e30."); none || key {
 		t.Error("read past max_json_depth")
 	}
-	if !lenientAlgNone(seg(`{"x":[[1]],"alg":"none"}`)+"=.e30.", lim) {
+	if none, key := a.lenientHeader(seg(`{"x":[[1]],"alg":"none","jku":"https://a.example/"}`) + "=.e30."); !none || !key {
 		t.Error("shallow header not read")
+	}
+}
+
+// TestMalformedKeyInjection: as for alg none, a header member naming a key
+// (jwk, jku, x5u, x5c) in any lenient reading of a malformed header is
+// jwt_key_injection (it blocks), decided as for a well-formed token.
+func TestMalformedKeyInjection(t *testing.T) {
+	t.Parallel()
+	claims := seg(claimsJSON(issuer))
+	std := base64.StdEncoding.EncodeToString
+	jwk := `{"kty":"RSA","n":"AQAB","e":"AQAB"}`
+	evil, good := `"https://attacker.example/jwks.json"`, `"https://login.example/jwks.json"`
+	hosts := func(c *Config) { c.KeyURLHosts = []string{"login.example"} }
+	allowX5C := func(c *Config) { c.AllowX5C = true }
+	for _, tc := range []struct {
+		name, token string
+		want        []string
+		cfg         func(*Config)
+	}{
+		{name: "padded jwk", token: seg(`{"alg":"RS256","jwk":`+jwk+`}`) + "=." + claims + "." + seg("sig"),
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/base64_padding"}},
+		{name: "duplicate alg with jwk", token: seg(`{"alg":"RS256","jwk":`+jwk+`,"alg":"RS256"}`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/header.json_duplicate_key"}},
+		{name: "duplicate jku, evil last", token: seg(`{"alg":"RS256","jku":`+good+`,"jku":`+evil+`}`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/header.json_duplicate_key"}, cfg: hosts},
+		{name: "duplicate jku, evil first", token: seg(`{"alg":"RS256","\u006aku":`+evil+`,"jku":`+good+`}`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/header.json_duplicate_key"}, cfg: hosts},
+		{name: "x5u, standard alphabet", token: std([]byte(`{"alg":"RS256","x5u":"https://attacker.example/c.pem?~~~"}`)) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/base64_alphabet"}},
+		{name: "x5c, trailing data", token: seg(`{"alg":"RS256","x5c":["MIIB"]}x`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/header.json_trailing_data"}},
+		{name: "jku, malformed claims", token: seg(`{"alg":"RS256","jku":`+evil+`}`) + "." + claims + "=." + seg("sig"),
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/base64_padding"}},
+		{name: "alg none and jwk", token: seg(`{"alg":"none","jwk":`+jwk+`}`) + "=." + claims + ".",
+			want: []string{"jwt_alg_none/malformed", "jwt_key_injection/malformed", "jwt_malformed/base64_padding"}},
+		{name: "jwe jku", token: seg(`{"alg":"ECDH-ES","enc":"A128GCM","jku":`+evil+`}`) + "=..AAAA.AAAA.AAAA",
+			want: []string{"jwt_key_injection/malformed", "jwt_malformed/base64_padding"}},
+		// Controls: no reading carries a key the strict check would flag.
+		{name: "padded kid", token: seg(`{"alg":"RS256","kid":"k1"}`) + "=." + claims + "." + seg("sig"),
+			want: []string{"jwt_malformed/base64_padding"}},
+		{name: "duplicate jku, both allowlisted", token: seg(`{"alg":"RS256","jku":`+good+`,"jku":`+good+`}`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_malformed/header.json_duplicate_key"}, cfg: hosts},
+		{name: "padded x5c allowed", token: seg(`{"alg":"RS256","x5c":["MIIB"]}`) + "=." + claims + "." + seg("sig"),
+			want: []string{"jwt_malformed/base64_padding"}, cfg: allowX5C},
+		{name: "empty jku", token: seg(`{"alg":"RS256","jku":"","alg":"RS256"}`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_malformed/header.json_duplicate_key"}},
+		{name: "jwk nested", token: seg(`{"x":{"jwk":`+jwk+`,"x5c":[]},"x":1}`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_malformed/header.json_duplicate_key"}},
+		{name: "key names as values", token: seg(`{"alg":"RS256","kid":"jwk","typ":"x5c","alg":"RS256"}`) + "." + claims + "." + seg("sig"),
+			want: []string{"jwt_malformed/header.json_duplicate_key"}},
+	} {
+		cfg := testConfig()
+		if tc.cfg != nil {
+			tc.cfg(&cfg)
+		}
+		res := analyze(t, newTestAnalyzer(t, cfg, Options{}), tc.token, "c")
+		if got := rulesOf(res.Findings); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: findings %v, want %v", tc.name, got, tc.want)
+		}
+		if slices.ContainsFunc(res.Findings, func(f Finding) bool { return f.Rule == RuleKeyInjection && f.Action != ActionBlock }) {
+			t.Errorf("%s: key injection does not block", tc.name)
+		}
 	}
 }

@@ -48,7 +48,7 @@ type jscan struct {
 	i        int
 	maxDepth int
 	// dupOK accepts duplicate keys: the lenient reading of a malformed
-	// header (lenientAlgNone), never a token that is accepted.
+	// header (lenientHeader), never a token that is accepted.
 	dupOK bool
 }
 
