@@ -33,16 +33,7 @@ func TestTicketsSharedByReplicas(t *testing.T) {
 			cfg := a.clientConfig()
 			cfg.MinVersion, cfg.MaxVersion = v, v
 			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
-			connect := func(s *server) bool {
-				t.Helper()
-				c, _, err := dialGo(t, s.addr(), cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				roundTrip(t, c, "hi\n")
-				return c.ConnectionState().DidResume
-			}
+			connect := func(s *server) bool { return resumed(t, s, cfg) }
 			if connect(a) {
 				t.Fatal("first connection resumed")
 			}
@@ -203,16 +194,7 @@ func TestTicketKeysInstallsNextAndEveryKept(t *testing.T) {
 				cfg := issuer.clientConfig()
 				cfg.MinVersion, cfg.MaxVersion = v, v
 				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
-				connect := func(s *server) bool {
-					t.Helper()
-					c, _, err := dialGo(t, s.addr(), cfg)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer c.Close()
-					roundTrip(t, c, "hi\n")
-					return c.ConnectionState().DidResume
-				}
+				connect := func(s *server) bool { return resumed(t, s, cfg) }
 				if connect(issuer) {
 					t.Fatal("first connection resumed")
 				}
@@ -228,4 +210,17 @@ func TestTicketKeysInstallsNextAndEveryKept(t *testing.T) {
 			})
 		}
 	}
+}
+
+// resumed connects to s with cfg, exchanges a line, and reports whether
+// the session was resumed.
+func resumed(t *testing.T, s *server, cfg *tls.Config) bool {
+	t.Helper()
+	c, _, err := dialGo(t, s.addr(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "hi\n")
+	return c.ConnectionState().DidResume
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rampartgw/rampart/config"
 	"github.com/rampartgw/rampart/detections"
+	"github.com/rampartgw/rampart/gateway"
 )
 
 func parse(t *testing.T, yaml string, env map[string]string) (*loaded, error) {
@@ -211,14 +212,7 @@ func TestEnvOverridesFile(t *testing.T) {
 }
 
 func TestModeOffDropsDetection(t *testing.T) {
-	l, err := parse(t, "detections:\n  user_agent:\n    mode: off\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := l.buildPolicy(checkDeps())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := policyOf(t, "detections:\n  user_agent:\n    mode: off\n")
 	for _, e := range pol.Chain.Entries() {
 		if e.Detection.Name() == "user_agent" {
 			t.Error("off detection built")
@@ -241,6 +235,7 @@ func TestExemptIsGatewayPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closePolicy(pol)
 	for _, ip := range []string{"198.51.100.7", "203.0.113.9"} {
 		if a := mustAddr(t, ip); !pol.Exempt.Contains(a) {
 			t.Errorf("%s not exempt", ip)
@@ -267,14 +262,7 @@ func TestCRSOptional(t *testing.T) {
 	if slices.Contains(defaultFile().Chain, "crs") {
 		t.Fatal("crs is in the default chain")
 	}
-	l, err := parse(t, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := l.buildPolicy(checkDeps())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := policyOf(t, "")
 	for _, e := range pol.Chain.Entries() {
 		if e.Detection.Name() == "crs" {
 			t.Fatal("crs built though the chain does not list it")
@@ -283,15 +271,7 @@ func TestCRSOptional(t *testing.T) {
 	if _, err := parse(t, "detections:\n  crs:\n    paranoia_level: 7\n", nil); err == nil || !strings.Contains(err.Error(), "paranoia_level") {
 		t.Errorf("a bad crs section outside the chain: %v", err)
 	}
-	l, err = parse(t, "chain: [ip, payload, crs]\ndetections:\n  crs:\n    mode: monitor\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err = l.buildPolicy(checkDeps())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeChain(pol.Chain)
+	pol = policyOf(t, "chain: [ip, payload, crs]\ndetections:\n  crs:\n    mode: monitor\n")
 	es := pol.Chain.Entries()
 	if len(es) != 3 || es[2].Detection.Name() != "crs" || es[2].Mode != detections.ModeMonitor {
 		t.Errorf("chain %v", chainNames(pol.Chain))
@@ -425,15 +405,7 @@ func TestAllowListedFromAllowList(t *testing.T) {
 		{"off, with a feed it never checks", "detections:\n  ip:\n    mode: off\n    allow: [198.51.100.0/24, 127.0.0.1]\n    feeds: [{name: unfinished}]\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := parse(t, tc.yaml, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pol, err := l.buildPolicy(checkDeps())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer closePolicy(pol)
+			pol := policyOf(t, tc.yaml)
 			if pol.AllowListed == nil {
 				t.Fatal("no AllowListed")
 			}
@@ -442,7 +414,17 @@ func TestAllowListedFromAllowList(t *testing.T) {
 			}
 		})
 	}
-	l, err := parse(t, "", nil)
+	pol := policyOf(t, "")
+	if pol.AllowListed != nil && pol.AllowListed(mustAddr(t, "127.0.0.1")) {
+		t.Error("no allow list, yet 127.0.0.1 is allow-listed")
+	}
+}
+
+// policyOf parses yaml (no environment) and builds its policy, closed when
+// the test ends.
+func policyOf(t *testing.T, yaml string) *gateway.Policy {
+	t.Helper()
+	l, err := parse(t, yaml, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,8 +432,6 @@ func TestAllowListedFromAllowList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closePolicy(pol)
-	if pol.AllowListed != nil && pol.AllowListed(mustAddr(t, "127.0.0.1")) {
-		t.Error("no allow list, yet 127.0.0.1 is allow-listed")
-	}
+	t.Cleanup(func() { closePolicy(pol) })
+	return pol
 }
